@@ -1,0 +1,3 @@
+//! The actors and their mailboxes, and `rt`, the runtime shim.
+
+pub(crate) mod rt;

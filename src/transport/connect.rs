@@ -1,0 +1,1 @@
+//! Opening a byte stream to one of the configured hosts.
