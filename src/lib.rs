@@ -1,4 +1,25 @@
 //! A PostgreSQL client for WASI Preview 2 components and native tokio.
+//!
+//! Each connection is a small actor that owns the socket and pipelines the
+//! requests of every clone of its [`Connection`] handle. The same code runs
+//! natively on tokio (feature `tokio-transport`) and as a `wasm32-wasip2`
+//! component on wstd's reactor.
+//!
+//! ```no_run
+//! use wasi_pg_client::{Config, Connection};
+//!
+//! # async fn demo() -> Result<(), wasi_pg_client::PgError> {
+//! let config = Config::from_uri("postgresql://user:pass@localhost/mydb?sslmode=disable")?;
+//! let conn = Connection::connect(&config).await?;
+//! let result = conn.query("SELECT id, name FROM users").await?;
+//! for row in result.iter() {
+//!     let id: i32 = row.get(0)?;
+//!     let name: String = row.get(1)?;
+//!     println!("{}: {}", id, name);
+//! }
+//! conn.close().await?;
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
@@ -7,6 +28,23 @@ mod api;
 mod protocol;
 pub mod transport;
 
+pub use actors::shared::Notification;
 pub use api::config::{Config, Host, SslMode};
+pub use api::connection::{Connection, ConnectionTask};
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
+pub use api::row::{Column, QueryResult, Row, RowIndex};
+pub use api::statement::{Statement, ToStatement};
 pub use transport::AsyncTransport;
+
+/// postgres-types, re-exported: `ToSql`, `FromSql`, `Type` and friends, so
+/// every existing implementation works here.
+pub mod types {
+    pub use postgres_types::*;
+}
+pub use postgres_types::{FromSql, ToSql, Type};
+
+/// Our decoders, exposed for the fuzz targets only. Not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::protocol::framing::{parse_frame, FrameReader};
+}

@@ -1,3 +1,7 @@
 //! The actors and their mailboxes, and `rt`, the runtime shim.
 
+pub(crate) mod connection;
+pub(crate) mod handshake;
 pub(crate) mod rt;
+pub(crate) mod shared;
+pub(crate) mod statements;

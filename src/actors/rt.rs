@@ -86,7 +86,8 @@ pub(crate) async fn timeout<F: Future>(
     }
 }
 
-/// The current monotonic time.
+/// The current monotonic time (for deadlines in the actors to come).
+#[allow(dead_code)]
 pub(crate) fn now() -> Instant {
     Instant::now()
 }

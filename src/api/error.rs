@@ -8,8 +8,8 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-use postgres_protocol::message::backend::ErrorFields;
 use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::ErrorFields;
 
 /// Everything a call into this crate can fail with.
 ///

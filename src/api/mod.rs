@@ -1,4 +1,9 @@
 //! What users hold: thin handles that build requests and send them to actors.
 
 pub(crate) mod config;
+pub(crate) mod connection;
 pub(crate) mod error;
+pub(crate) mod pgpass;
+pub(crate) mod response;
+pub(crate) mod row;
+pub(crate) mod statement;

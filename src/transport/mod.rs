@@ -9,12 +9,12 @@
 use std::future::Future;
 use std::io;
 
+pub(crate) mod connect;
+pub mod memory;
 #[cfg(all(not(target_arch = "wasm32"), feature = "tokio-transport"))]
 pub(crate) mod tokio;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod wasi;
-pub mod memory;
-pub(crate) mod connect;
 
 /// A bidirectional byte stream to a PostgreSQL server.
 ///
@@ -43,7 +43,10 @@ pub(crate) async fn write_all<T: AsyncTransport>(t: &T, mut buf: &[u8]) -> io::R
     while !buf.is_empty() {
         let n = t.write(buf).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "the stream accepted no bytes"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the stream accepted no bytes",
+            ));
         }
         buf = &buf[n..];
     }

@@ -64,7 +64,8 @@ impl AsyncTransport for TokioStream {
     }
 
     async fn shutdown(&self) -> io::Result<()> {
-        let result = each_socket!(self, s => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write));
+        let result =
+            each_socket!(self, s => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write));
         match result {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,

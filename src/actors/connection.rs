@@ -1,0 +1,530 @@
+//! The connection actor: the one task that owns the socket.
+//!
+//! Handles send it already-encoded requests through a bounded mailbox. It
+//! drains every waiting request into one buffer and writes it while earlier
+//! answers are still coming (implicit pipelining); each request ends with its
+//! own Sync, so each is answered by exactly one ReadyForQuery and one failure
+//! does not poison the others. Answers go, in FIFO order, to each request's
+//! bounded response channel; when a consumer is slow the actor stops reading
+//! the socket instead of buffering. Reads, writes and the mailbox are polled
+//! together, so a large pipeline never blocks the read side (pgjdbc #194).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_channel::{mpsc, oneshot};
+use futures_core::Stream;
+use postgres_protocol::message::backend::Message;
+
+use crate::actors::shared::{Notification, Shared};
+use crate::actors::statements::StatementCache;
+use crate::api::error::DbError;
+use crate::api::statement::{Statement, StatementInner};
+use crate::protocol::framing::{parse_frame, FrameReader};
+use crate::protocol::{describe, frontend};
+use crate::transport::{write_all, AsyncTransport};
+use crate::PgError;
+
+/// Chunks of complete backend frames for one request, or the error that
+/// ended it.
+pub(crate) type Chunk = Result<BytesMut, PgError>;
+
+/// How many unread chunks a request's response channel holds before the
+/// actor stops reading the socket.
+pub(crate) const RESPONSE_CHANNEL_BOUND: usize = 16;
+/// Mailbox capacity.
+pub(crate) const MAILBOX_BOUND: usize = 128;
+/// Bytes read per socket read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Stop taking new requests while this much is waiting to be written.
+const WRITE_HIGH_WATER: usize = 1024 * 1024;
+/// Hand a chunk to its consumer once it holds this much.
+const CHUNK_TARGET: usize = 64 * 1024;
+
+/// What handles ask of the actor.
+pub(crate) enum Command {
+    /// Encoded frontend messages ending with one Sync (or one simple Query).
+    Request {
+        bytes: BytesMut,
+        responses: mpsc::Sender<Chunk>,
+    },
+    /// A prepared statement for `sql`, from the cache or prepared now.
+    Prepare {
+        sql: String,
+        reply: oneshot::Sender<Result<Statement, PgError>>,
+    },
+    /// Finish queued work, send Terminate, then stop.
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// A request whose ReadyForQuery has not arrived yet.
+enum InFlight {
+    User {
+        responses: mpsc::Sender<Chunk>,
+        /// Frames read for it but not yet handed over.
+        pending: BytesMut,
+        /// The consumer went away; discard the rest.
+        abandoned: bool,
+    },
+    Prepare {
+        sql: String,
+        name: String,
+        params: Vec<postgres_types::Type>,
+        columns: Option<Arc<[crate::api::row::Column]>>,
+        error: Option<PgError>,
+    },
+    /// Our own housekeeping (Close of an evicted statement).
+    Internal,
+}
+
+type IoFuture<B, R> = Pin<Box<dyn Future<Output = (B, io::Result<R>)> + Send>>;
+
+enum Event {
+    Wrote(BytesMut, io::Result<()>),
+    Read(Vec<u8>, io::Result<usize>),
+    ConsumerReady,
+    Mail,
+    MailboxDone,
+}
+
+pub(crate) struct ConnectionActor<T> {
+    transport: Arc<T>,
+    mailbox: mpsc::Receiver<Command>,
+    mailbox_done: bool,
+    shared: Arc<Shared>,
+    frames: FrameReader,
+    read: Option<IoFuture<Vec<u8>, usize>>,
+    spare_read_buf: Option<Vec<u8>>,
+    write: Option<IoFuture<BytesMut, ()>>,
+    outgoing: BytesMut,
+    in_flight: VecDeque<InFlight>,
+    /// A chunk the head request's channel had no room for, and whether it
+    /// ends that request.
+    stalled: Option<(BytesMut, bool)>,
+    statements: StatementCache,
+    preparing: HashMap<String, Vec<oneshot::Sender<Result<Statement, PgError>>>>,
+    closers: Vec<oneshot::Sender<()>>,
+}
+
+impl<T: AsyncTransport> ConnectionActor<T> {
+    pub(crate) fn new(
+        transport: T,
+        frames: FrameReader,
+        mailbox: mpsc::Receiver<Command>,
+        shared: Arc<Shared>,
+        statement_cache_size: usize,
+    ) -> Self {
+        ConnectionActor {
+            transport: Arc::new(transport),
+            mailbox,
+            mailbox_done: false,
+            shared,
+            frames,
+            read: None,
+            spare_read_buf: Some(vec![0; READ_CHUNK]),
+            write: None,
+            outgoing: BytesMut::new(),
+            in_flight: VecDeque::new(),
+            stalled: None,
+            statements: StatementCache::new(statement_cache_size),
+            preparing: HashMap::new(),
+            closers: Vec::new(),
+        }
+    }
+
+    /// Runs until the last handle is gone (or `close()`), or the connection
+    /// breaks.
+    pub(crate) async fn run(mut self) {
+        match self.serve().await {
+            Ok(()) => {
+                let mut bye = BytesMut::new();
+                frontend::terminate(&mut bye);
+                // The server may already be gone; nothing is waiting on us.
+                let _ = write_all(&*self.transport, &bye).await;
+                let _ = self.transport.shutdown().await;
+                self.shared
+                    .set_broken(PgError::Closed("the connection was closed".into()));
+            }
+            Err(error) => self.fail_everything(error),
+        }
+        self.read = None;
+        self.write = None;
+        for closer in self.closers.drain(..) {
+            let _ = closer.send(());
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), PgError> {
+        // Bytes that arrived right behind ReadyForQuery during startup.
+        self.process_frames()?;
+        loop {
+            self.retire_statements()?;
+            if self.mailbox_done
+                && self.in_flight.is_empty()
+                && self.outgoing.is_empty()
+                && self.write.is_none()
+            {
+                return Ok(());
+            }
+            self.start_write();
+            self.start_read();
+            match poll_fn(|cx| self.poll_event(cx)).await {
+                Event::Wrote(mut buf, result) => {
+                    result.map_err(|e| PgError::io("writing to the server", e))?;
+                    if self.outgoing.is_empty() {
+                        buf.clear();
+                        self.outgoing = buf;
+                    }
+                }
+                Event::Read(buf, result) => {
+                    let n = result.map_err(|e| PgError::io("reading from the server", e))?;
+                    if n == 0 {
+                        return Err(PgError::Closed("the server closed the connection".into()));
+                    }
+                    self.frames.extend(&buf[..n]);
+                    self.spare_read_buf = Some(buf);
+                    self.process_frames()?;
+                }
+                Event::ConsumerReady => {
+                    self.deliver_stalled();
+                    self.process_frames()?;
+                }
+                Event::Mail | Event::MailboxDone => {}
+            }
+        }
+    }
+
+    fn start_write(&mut self) {
+        if self.write.is_some() || self.outgoing.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.outgoing);
+        let transport = self.transport.clone();
+        self.write = Some(Box::pin(async move {
+            let result = write_all(&*transport, &buf).await;
+            (buf, result)
+        }));
+    }
+
+    fn start_read(&mut self) {
+        // Backpressure: while a consumer has no room, leave bytes in the
+        // kernel.
+        if self.read.is_some() || self.stalled.is_some() {
+            return;
+        }
+        let Some(mut buf) = self.spare_read_buf.take() else {
+            return;
+        };
+        let transport = self.transport.clone();
+        self.read = Some(Box::pin(async move {
+            let result = transport.read(&mut buf).await;
+            (buf, result)
+        }));
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Some(write) = self.write.as_mut() {
+            if let Poll::Ready((buf, result)) = write.as_mut().poll(cx) {
+                self.write = None;
+                return Poll::Ready(Event::Wrote(buf, result));
+            }
+        }
+        if let Some(read) = self.read.as_mut() {
+            if let Poll::Ready((buf, result)) = read.as_mut().poll(cx) {
+                self.read = None;
+                return Poll::Ready(Event::Read(buf, result));
+            }
+        }
+        if self.stalled.is_some() {
+            if let Some(InFlight::User { responses, .. }) = self.in_flight.front_mut() {
+                // Err means the consumer is gone; deliver_stalled discards.
+                if responses.poll_ready(cx).is_ready() {
+                    return Poll::Ready(Event::ConsumerReady);
+                }
+            }
+        }
+        let mut took_mail = false;
+        while !self.mailbox_done && self.outgoing.len() < WRITE_HIGH_WATER {
+            match Pin::new(&mut self.mailbox).poll_next(cx) {
+                Poll::Ready(Some(command)) => {
+                    took_mail = true;
+                    self.accept(command);
+                }
+                Poll::Ready(None) => {
+                    self.mailbox_done = true;
+                    return Poll::Ready(Event::MailboxDone);
+                }
+                Poll::Pending => break,
+            }
+        }
+        if took_mail {
+            return Poll::Ready(Event::Mail);
+        }
+        Poll::Pending
+    }
+
+    fn accept(&mut self, command: Command) {
+        match command {
+            Command::Request { bytes, responses } => {
+                self.outgoing.extend_from_slice(&bytes);
+                self.in_flight.push_back(InFlight::User {
+                    responses,
+                    pending: BytesMut::new(),
+                    abandoned: false,
+                });
+            }
+            Command::Prepare { sql, reply } => self.prepare(sql, reply),
+            Command::Close { reply } => {
+                self.closers.push(reply);
+                // Queued requests are still delivered; new ones are refused.
+                self.mailbox.close();
+            }
+        }
+    }
+
+    fn prepare(&mut self, sql: String, reply: oneshot::Sender<Result<Statement, PgError>>) {
+        if let Some(statement) = self.statements.get(&sql) {
+            let _ = reply.send(Ok(statement));
+            return;
+        }
+        if let Some(waiters) = self.preparing.get_mut(&sql) {
+            waiters.push(reply);
+            return;
+        }
+        let name = self.statements.next_name();
+        if let Err(e) = frontend::prepare(&name, &sql, &mut self.outgoing) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        self.preparing.insert(sql.clone(), vec![reply]);
+        self.in_flight.push_back(InFlight::Prepare {
+            sql,
+            name,
+            params: Vec::new(),
+            columns: None,
+            error: None,
+        });
+    }
+
+    /// Queues Close for evicted statements nobody holds any more.
+    fn retire_statements(&mut self) -> Result<(), PgError> {
+        for name in self.statements.take_retired() {
+            frontend::close_statement(&name, &mut self.outgoing)?;
+            self.in_flight.push_back(InFlight::Internal);
+        }
+        Ok(())
+    }
+
+    /// Routes every complete frame that has arrived.
+    fn process_frames(&mut self) -> Result<(), PgError> {
+        while self.stalled.is_none() {
+            let Some(frame) = self.frames.next_frame()? else {
+                break;
+            };
+            match frame[0] {
+                b'A' | b'N' | b'S' => self.asynchronous(parse_frame(frame)?)?,
+                tag => self.route(tag, frame)?,
+            }
+        }
+        // Hand over what arrived so far, so streams see rows promptly.
+        if self.stalled.is_none() {
+            self.flush_head(false);
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, tag: u8, frame: BytesMut) -> Result<(), PgError> {
+        let Some(head) = self.in_flight.front_mut() else {
+            return Err(match parse_frame(frame)? {
+                Message::ErrorResponse(body) => {
+                    PgError::Server(Box::new(DbError::parse(&mut body.fields())?))
+                }
+                _ => PgError::Protocol(format!(
+                    "the server sent a {:?} message while no request was waiting",
+                    char::from(tag)
+                )),
+            });
+        };
+        let done = tag == b'Z';
+        match head {
+            InFlight::User { pending, .. } => {
+                pending.unsplit(frame);
+                if done || pending.len() >= CHUNK_TARGET {
+                    self.flush_head(done);
+                }
+            }
+            InFlight::Prepare {
+                params,
+                columns,
+                error,
+                ..
+            } => match parse_frame(frame)? {
+                Message::ParameterDescription(body) => *params = describe::params(&body)?,
+                Message::RowDescription(body) => *columns = Some(describe::columns(&body)?),
+                Message::ErrorResponse(body) => {
+                    *error = Some(PgError::Server(Box::new(DbError::parse(
+                        &mut body.fields(),
+                    )?)))
+                }
+                Message::ReadyForQuery(_) => self.finish_prepare(),
+                _ => {}
+            },
+            InFlight::Internal => {
+                if let Message::ErrorResponse(body) = parse_frame(frame)? {
+                    let _db = DbError::parse(&mut body.fields())?;
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_db, "closing an evicted statement failed");
+                }
+                if done {
+                    self.in_flight.pop_front();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the head request's buffered frames to its consumer; `last`
+    /// when they end with its ReadyForQuery.
+    fn flush_head(&mut self, last: bool) {
+        let Some(InFlight::User {
+            responses,
+            pending,
+            abandoned,
+        }) = self.in_flight.front_mut()
+        else {
+            return;
+        };
+        if !pending.is_empty() && !*abandoned {
+            let chunk = pending.split();
+            match responses.try_send(Ok(chunk)) {
+                Ok(()) => {}
+                Err(e) if e.is_full() => {
+                    self.stalled = Some((e.into_inner().unwrap_or_default(), last));
+                    return;
+                }
+                Err(_) => *abandoned = true,
+            }
+        }
+        pending.clear();
+        if last {
+            self.in_flight.pop_front();
+        }
+    }
+
+    fn deliver_stalled(&mut self) {
+        let Some((chunk, last)) = self.stalled.take() else {
+            return;
+        };
+        if let Some(InFlight::User {
+            responses,
+            abandoned,
+            ..
+        }) = self.in_flight.front_mut()
+        {
+            match responses.try_send(Ok(chunk)) {
+                Ok(()) => {}
+                Err(e) if e.is_full() => {
+                    self.stalled = Some((e.into_inner().unwrap_or_default(), last));
+                    return;
+                }
+                Err(_) => *abandoned = true,
+            }
+        }
+        if last {
+            self.in_flight.pop_front();
+        }
+    }
+
+    fn finish_prepare(&mut self) {
+        let Some(InFlight::Prepare {
+            sql,
+            name,
+            params,
+            columns,
+            error,
+        }) = self.in_flight.pop_front()
+        else {
+            return;
+        };
+        let waiters = self.preparing.remove(&sql).unwrap_or_default();
+        let result = match error {
+            Some(e) => Err(e),
+            None => {
+                let statement = Statement(Arc::new(StatementInner {
+                    name,
+                    sql: sql.clone(),
+                    params,
+                    columns: columns.unwrap_or_else(|| Vec::new().into()),
+                }));
+                self.statements.insert(sql, statement.clone());
+                Ok(statement)
+            }
+        };
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    /// NotificationResponse, NoticeResponse and ParameterStatus can arrive
+    /// at any time, between any two messages of a request.
+    fn asynchronous(&mut self, message: Message) -> Result<(), PgError> {
+        let malformed = |e: io::Error| PgError::Protocol(format!("malformed message: {e}"));
+        match message {
+            Message::NotificationResponse(body) => {
+                self.shared.push_notification(Notification {
+                    channel: body.channel().map_err(malformed)?.to_string(),
+                    payload: body.message().map_err(malformed)?.to_string(),
+                    process_id: body.process_id(),
+                });
+            }
+            Message::NoticeResponse(body) => {
+                let notice = DbError::parse(&mut body.fields())?;
+                self.shared.notice(&notice);
+            }
+            Message::ParameterStatus(body) => {
+                self.shared.set_parameter(
+                    body.name().map_err(malformed)?.to_string(),
+                    body.value().map_err(malformed)?.to_string(),
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The connection is unusable: every waiter and every queued request
+    /// gets `error` (their channels close; handles read the reason from
+    /// `Shared`), and later calls fail at once.
+    fn fail_everything(&mut self, error: PgError) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(%error, "connection broken");
+        self.shared.set_broken(error.clone());
+        for request in self.in_flight.drain(..) {
+            if let InFlight::User { mut responses, .. } = request {
+                let _ = responses.try_send(Err(error.clone()));
+            }
+        }
+        for (_, waiters) in self.preparing.drain() {
+            for waiter in waiters {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+        self.mailbox.close();
+        while let Ok(command) = self.mailbox.try_recv() {
+            match command {
+                Command::Request { mut responses, .. } => {
+                    let _ = responses.try_send(Err(error.clone()));
+                }
+                Command::Prepare { reply, .. } => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                Command::Close { reply } => self.closers.push(reply),
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! State the connection actor publishes for its handles to read without a
+//! round trip: ParameterStatus values, the error that broke the connection,
+//! the notice handler, buffered notifications.
+//!
+//! Locks here are held only for a copy or an insert, never across an await.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+
+use crate::api::error::DbError;
+use crate::PgError;
+
+/// A user-supplied callback for NoticeResponse messages.
+pub type NoticeHandler = Arc<dyn Fn(&DbError) + Send + Sync>;
+
+/// How many notifications are kept until the notification dispatcher lands.
+const NOTIFICATION_BUFFER: usize = 1024;
+
+/// A notification received through LISTEN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Notification {
+    /// The channel it was sent on.
+    pub channel: String,
+    /// The payload (possibly empty).
+    pub payload: String,
+    /// The process ID of the notifying backend.
+    pub process_id: i32,
+}
+
+#[derive(Default)]
+pub(crate) struct Shared {
+    parameters: Mutex<HashMap<String, String>>,
+    broken: OnceLock<PgError>,
+    notice_handler: RwLock<Option<NoticeHandler>>,
+    notifications: Mutex<VecDeque<Notification>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a single insert or copy: a panic inside
+    // one cannot leave the data half-updated, so a poisoned lock is usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(parameters: HashMap<String, String>) -> Shared {
+        Shared {
+            parameters: Mutex::new(parameters),
+            ..Shared::default()
+        }
+    }
+
+    pub(crate) fn parameter(&self, name: &str) -> Option<String> {
+        lock(&self.parameters).get(name).cloned()
+    }
+
+    pub(crate) fn set_parameter(&self, name: String, value: String) {
+        lock(&self.parameters).insert(name, value);
+    }
+
+    /// Records why the connection broke; the first reason wins.
+    pub(crate) fn set_broken(&self, error: PgError) {
+        let _ = self.broken.set(error);
+    }
+
+    /// Why the connection is unusable, if it is.
+    pub(crate) fn broken(&self) -> Option<PgError> {
+        self.broken.get().cloned()
+    }
+
+    /// The error for a request whose answer never came.
+    pub(crate) fn gone(&self) -> PgError {
+        self.broken()
+            .unwrap_or_else(|| PgError::Closed("the connection actor has stopped".into()))
+    }
+
+    pub(crate) fn set_notice_handler(&self, handler: Option<NoticeHandler>) {
+        *self
+            .notice_handler
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = handler;
+    }
+
+    pub(crate) fn notice(&self, notice: &DbError) {
+        let handler = self
+            .notice_handler
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match handler {
+            Some(handler) => handler(notice),
+            None => log_notice(notice),
+        }
+    }
+
+    pub(crate) fn push_notification(&self, n: Notification) {
+        let mut queue = lock(&self.notifications);
+        if queue.len() == NOTIFICATION_BUFFER {
+            queue.pop_front();
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                channel = %n.channel,
+                "notification buffer full; the oldest notification was dropped"
+            );
+        }
+        queue.push_back(n);
+    }
+}
+
+fn log_notice(notice: &DbError) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(
+        severity = %notice.severity,
+        code = %notice.code,
+        "server notice: {}",
+        notice.message
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = notice;
+}

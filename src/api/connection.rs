@@ -1,0 +1,394 @@
+//! `Connection`: the handle users hold. Cheap to clone, shared across tasks;
+//! every method builds a request and sends it to the connection actor.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_channel::{mpsc, oneshot};
+use futures_util::SinkExt;
+use postgres_types::ToSql;
+
+use crate::actors::connection::{Command, ConnectionActor, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND};
+use crate::actors::handshake::handshake;
+use crate::actors::rt;
+use crate::actors::shared::{NoticeHandler, Shared};
+use crate::api::config::{Config, Host};
+use crate::api::response::{collect, Responses};
+use crate::api::row::{QueryResult, Row};
+use crate::api::statement::{Statement, StatementRef, ToStatement};
+use crate::protocol::frontend;
+use crate::protocol::startup::StartupParams;
+use crate::transport::connect::{describe, open};
+use crate::{AsyncTransport, DbError, PgError};
+
+/// A connection to PostgreSQL.
+///
+/// `Clone + Send + Sync`; every method takes `&self`. Clones share one
+/// socket: requests from all of them are pipelined by the connection actor
+/// in the order they arrive, each answered independently. The actor ends
+/// (sending Terminate) when the last clone is dropped, or on [`close`].
+///
+/// [`close`]: Connection::close
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mailbox: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    backend_key: Option<(i32, i32)>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("backend_pid", &self.backend_pid())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// The actor future returned by [`Connection::connect_with_transport`]: run
+/// it on any executor; it finishes when the connection ends.
+pub type ConnectionTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Connection {
+    /// Connects and authenticates, trying each configured host in order.
+    ///
+    /// The connection actor is spawned on tokio (native, feature
+    /// `tokio-transport`) or on wstd's reactor (wasm32-wasip2).
+    /// `connect_timeout` bounds each host's connect and startup.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wasi_pg_client::PgError> {
+    /// use wasi_pg_client::{Config, Connection};
+    /// let config = Config::from_uri("postgresql://app:secret@localhost/shop?sslmode=disable")?;
+    /// let conn = Connection::connect(&config).await?;
+    /// let row = conn.query_one("SELECT $1::int4 + 1", &[&41i32]).await?;
+    /// assert_eq!(row.get::<_, i32>(0)?, 42);
+    /// conn.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: &Config) -> Result<Connection, PgError> {
+        if !rt::HAS_RUNTIME {
+            return Err(PgError::Config(
+                "Connection::connect needs a runtime: enable the `tokio-transport` feature, or \
+                 use Connection::connect_with_transport and run the returned task yourself"
+                    .into(),
+            ));
+        }
+        check_tls(config)?;
+        let default_host = [Host::Tcp("localhost".into())];
+        let hosts = if config.hosts.is_empty() {
+            &default_host[..]
+        } else {
+            &config.hosts[..]
+        };
+        let mut last_error = None;
+        for (i, host) in hosts.iter().enumerate() {
+            let port = match config.ports.as_slice() {
+                [] => 5432,
+                [one] => *one,
+                many => many.get(i).copied().unwrap_or(5432),
+            };
+            let target = describe(host, port);
+            let attempt = async {
+                let socket = open(host, port).await?;
+                Connection::connect_with_transport(config, socket).await
+            };
+            match rt::timeout(
+                config.connect_timeout,
+                &format!("connecting to {target}"),
+                attempt,
+            )
+            .await
+            {
+                Ok(Ok((conn, task))) => {
+                    rt::spawn(task);
+                    return Ok(conn);
+                }
+                Ok(Err(e)) | Err(e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(%target, error = %e, "connection attempt failed");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| PgError::Config("no host to connect to".into())))
+    }
+
+    /// Authenticates over a stream you opened yourself, and returns the
+    /// handle plus the actor future. Run the future on your executor (it is
+    /// `Send`); the handle works once it runs.
+    ///
+    /// This is how a user of another executor drives the actor, and how
+    /// tests talk to a fake server over [`transport::memory`](crate::transport::memory).
+    pub async fn connect_with_transport<T: AsyncTransport>(
+        config: &Config,
+        transport: T,
+    ) -> Result<(Connection, ConnectionTask), PgError> {
+        check_tls(config)?;
+        let params = StartupParams {
+            user: config
+                .user
+                .clone()
+                .ok_or_else(|| PgError::Config("no user name configured (user=…)".into()))?,
+            password: config.password.clone(),
+            dbname: config.dbname.clone(),
+            application_name: config.application_name.clone(),
+            options: config.options.clone(),
+            allow_insecure_auth: config.allow_insecure_auth,
+            encrypted: false,
+        };
+        let (info, frames) = handshake(&transport, params, config.max_message_size).await?;
+        let shared = Arc::new(Shared::new(info.parameters));
+        for notice in &info.notices {
+            shared.notice(notice);
+        }
+        let (tx, rx) = mpsc::channel(MAILBOX_BOUND);
+        let actor = ConnectionActor::new(
+            transport,
+            frames,
+            rx,
+            shared.clone(),
+            config.statement_cache_size,
+        );
+        let conn = Connection {
+            inner: Arc::new(Inner {
+                mailbox: tx,
+                shared,
+                backend_key: info.backend_key,
+            }),
+        };
+        Ok((conn, Box::pin(actor.run())))
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    async fn send(&self, command: Command) -> Result<(), PgError> {
+        if let Some(e) = self.shared().broken() {
+            return Err(e);
+        }
+        let mut mailbox = self.inner.mailbox.clone();
+        mailbox
+            .send(command)
+            .await
+            .map_err(|_| self.shared().gone())
+    }
+
+    /// Sends an encoded request and returns its answer's messages.
+    async fn request(&self, bytes: BytesMut) -> Result<Responses, PgError> {
+        let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_BOUND);
+        self.send(Command::Request {
+            bytes,
+            responses: tx,
+        })
+        .await?;
+        Ok(Responses::new(rx, self.shared().clone()))
+    }
+
+    /// Runs SQL without parameters and returns its rows.
+    ///
+    /// The SQL may hold several statements separated by `;` (a DDL script,
+    /// say). A single statement runs through the extended protocol with
+    /// binary results, in one round trip. When the server refuses a string
+    /// of several statements there (SQLSTATE 42601, nothing has run yet),
+    /// it is re-sent through the simple protocol; then, like libpq's
+    /// `PQexec`, the result of the last statement is returned and its values
+    /// arrive as text: built-in scalars (bool, integers, floats, oid, text
+    /// types) still read as their Rust types, anything else reads as
+    /// `String`.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, PgError> {
+        let mut bytes = BytesMut::new();
+        frontend::query_extended(sql, &mut bytes)?;
+        match collect(self.request(bytes).await?, None).await {
+            Err(PgError::Server(db)) if is_multi_statement_refusal(&db) => {
+                self.simple_query(sql).await
+            }
+            other => other,
+        }
+    }
+
+    /// Runs SQL through the simple query protocol (several statements
+    /// allowed; text values; the last statement's result is returned).
+    pub async fn simple_query(&self, sql: &str) -> Result<QueryResult, PgError> {
+        let mut bytes = BytesMut::new();
+        frontend::simple_query(sql, &mut bytes)?;
+        collect(self.request(bytes).await?, None).await
+    }
+
+    /// Prepares `sql` (or takes it from the connection's statement cache).
+    pub async fn prepare(&self, sql: &str) -> Result<Statement, PgError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Prepare {
+            sql: sql.to_string(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| self.shared().gone())?
+    }
+
+    async fn statement<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+    ) -> Result<Statement, PgError> {
+        match statement.as_statement() {
+            StatementRef::Sql(sql) => self.prepare(sql).await,
+            StatementRef::Prepared(s) => Ok(s.clone()),
+        }
+    }
+
+    /// Runs a statement with parameters (extended protocol, binary values)
+    /// and returns its rows. Parameters are checked and encoded before
+    /// anything is sent: a wrong count or an unencodable value is an
+    /// `Encode` error and the connection stays usable.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &wasi_pg_client::Connection) -> Result<(), wasi_pg_client::PgError> {
+    /// let result = conn
+    ///     .query_params("SELECT * FROM users WHERE age > $1 AND city = $2", &[&18i32, &"Paris"])
+    ///     .await?;
+    /// for row in result.iter() {
+    ///     let name: &str = row.get("name")?;
+    ///     # let _ = name;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn query_params<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<QueryResult, PgError> {
+        let statement = self.statement(statement).await?;
+        let mut bytes = BytesMut::new();
+        frontend::execute_statement(&statement.0.name, &statement.0.params, params, &mut bytes)?;
+        let responses = self.request(bytes).await?;
+        collect(responses, Some(statement.0.columns.clone())).await
+    }
+
+    /// Runs a statement with parameters; the result's `rows_affected()`
+    /// gives the count the command reported.
+    pub async fn execute_params<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<QueryResult, PgError> {
+        self.query_params(statement, params).await
+    }
+
+    /// Runs a statement with parameters and returns how many rows it
+    /// affected (0 for commands that report no count).
+    pub async fn execute<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PgError> {
+        Ok(self
+            .query_params(statement, params)
+            .await?
+            .rows_affected()
+            .unwrap_or(0))
+    }
+
+    /// Runs a statement that must return exactly one row.
+    pub async fn query_one<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, PgError> {
+        let mut rows = self.query_params(statement, params).await?.rows;
+        match rows.len() {
+            1 => rows
+                .pop()
+                .ok_or_else(|| PgError::Decode("expected one row".into())),
+            n => Err(PgError::Decode(format!(
+                "expected exactly one row, got {n}"
+            ))),
+        }
+    }
+
+    /// Runs a statement that returns at most one row.
+    pub async fn query_opt<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, PgError> {
+        let mut rows = self.query_params(statement, params).await?.rows;
+        match rows.len() {
+            0 | 1 => Ok(rows.pop()),
+            n => Err(PgError::Decode(format!(
+                "expected at most one row, got {n}"
+            ))),
+        }
+    }
+
+    /// A server parameter reported through ParameterStatus
+    /// (`server_version`, `TimeZone`, `application_name`, …), kept current
+    /// as the server reports changes.
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        self.shared().parameter(name)
+    }
+
+    /// The server process ID serving this connection.
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.inner.backend_key.map(|(pid, _)| pid)
+    }
+
+    /// Sets the callback for server notices (NoticeResponse: `RAISE NOTICE`,
+    /// warnings). Without one, notices are logged through `tracing` at INFO.
+    pub fn set_notice_handler<F>(&self, handler: F)
+    where
+        F: Fn(&DbError) + Send + Sync + 'static,
+    {
+        self.shared()
+            .set_notice_handler(Some(Arc::new(handler) as NoticeHandler));
+    }
+
+    /// Whether the connection is closed or broken (later calls fail at once).
+    pub fn is_closed(&self) -> bool {
+        self.shared().broken().is_some() || self.inner.mailbox.is_closed()
+    }
+
+    /// Finishes the work already queued, sends Terminate and waits for the
+    /// actor to end. Later calls on any clone fail with `Closed`.
+    pub async fn close(&self) -> Result<(), PgError> {
+        let (reply, done) = oneshot::channel();
+        if self.send(Command::Close { reply }).await.is_err() {
+            // Already closed or broken: nothing left to finish.
+            return Ok(());
+        }
+        let _ = done.await;
+        Ok(())
+    }
+}
+
+fn is_multi_statement_refusal(db: &DbError) -> bool {
+    db.code == "42601" && db.message.contains("cannot insert multiple commands")
+}
+
+fn check_tls(config: &Config) -> Result<(), PgError> {
+    if config.ssl_mode.requires_tls() {
+        return Err(PgError::Tls(format!(
+            "sslmode={} needs TLS, which this version of wasi-pg-client does not implement yet; \
+             connect with sslmode=disable (or prefer/allow, which use plaintext here)",
+            ssl_mode_name(config.ssl_mode)
+        )));
+    }
+    Ok(())
+}
+
+fn ssl_mode_name(mode: crate::SslMode) -> &'static str {
+    use crate::SslMode::*;
+    match mode {
+        Disable => "disable",
+        Allow => "allow",
+        Prefer => "prefer",
+        Require => "require",
+        VerifyCa => "verify-ca",
+        VerifyFull => "verify-full",
+    }
+}

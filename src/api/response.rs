@@ -1,0 +1,142 @@
+//! Reading one request's answer on the caller's side: chunks of frames from
+//! the actor, parsed here (so decoding runs on the caller's task, not the
+//! actor's) and folded into a `QueryResult`.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_channel::mpsc;
+use futures_util::StreamExt;
+use postgres_protocol::message::backend::Message;
+
+use crate::actors::connection::Chunk;
+use crate::actors::shared::Shared;
+use crate::api::error::DbError;
+use crate::api::row::{Column, QueryResult, Row};
+use crate::protocol::describe;
+use crate::protocol::framing::next_message;
+use crate::PgError;
+
+/// The backend messages answering one request, up to its ReadyForQuery.
+pub(crate) struct Responses {
+    rx: mpsc::Receiver<Chunk>,
+    chunk: BytesMut,
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Responses {
+    pub(crate) fn new(rx: mpsc::Receiver<Chunk>, shared: Arc<Shared>) -> Self {
+        Responses {
+            rx,
+            chunk: BytesMut::new(),
+            shared,
+            done: false,
+        }
+    }
+
+    /// The next message; `None` after ReadyForQuery.
+    pub(crate) async fn next(&mut self) -> Result<Option<Message>, PgError> {
+        loop {
+            if let Some(message) = next_message(&mut self.chunk)? {
+                if matches!(message, Message::ReadyForQuery(_)) {
+                    self.done = true;
+                }
+                return Ok(Some(message));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.rx.next().await {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Err(self.shared.gone()),
+            }
+        }
+    }
+}
+
+pub(crate) fn server_error(
+    body: &postgres_protocol::message::backend::ErrorResponseBody,
+) -> PgError {
+    match DbError::parse(&mut body.fields()) {
+        Ok(db) => PgError::Server(Box::new(db)),
+        Err(e) => e,
+    }
+}
+
+/// Folds a whole answer into a result. `columns` are known in advance for a
+/// prepared statement (no RowDescription is sent for it).
+///
+/// A string of several statements yields several results; like libpq's
+/// `PQexec`, the last one is returned. The first error wins, but the answer
+/// is always read to its end so the connection stays in step.
+pub(crate) async fn collect(
+    mut responses: Responses,
+    columns: Option<Arc<[Column]>>,
+) -> Result<QueryResult, PgError> {
+    let mut current = QueryResult {
+        columns,
+        ..QueryResult::default()
+    };
+    let mut text = false;
+    let mut last = None;
+    let mut error = None;
+    while let Some(message) = responses.next().await? {
+        match message {
+            Message::RowDescription(body) => {
+                text = describe::is_text_format(&body)?;
+                current.columns = Some(describe::columns(&body)?);
+                current.rows.clear();
+            }
+            Message::DataRow(body) => {
+                let columns = current.columns.clone().ok_or_else(|| {
+                    PgError::Protocol("a row arrived before its description".into())
+                })?;
+                let ranges = fallible_iterator::FallibleIterator::collect(body.ranges())
+                    .map_err(|e| PgError::Protocol(format!("malformed row: {e}")))?;
+                let data = body.buffer_bytes().clone();
+                let row = if text {
+                    Row::new_text(columns, data, ranges)?
+                } else {
+                    Row::new(columns, data, ranges)?
+                };
+                current.rows.push(row);
+            }
+            Message::CommandComplete(body) => {
+                let tag = body
+                    .tag()
+                    .map_err(|e| PgError::Protocol(format!("malformed command tag: {e}")))?;
+                current.command_tag = Some(tag.to_string());
+                last = Some(std::mem::take(&mut current));
+            }
+            Message::EmptyQueryResponse => {
+                last = Some(std::mem::take(&mut current));
+            }
+            Message::ErrorResponse(body) => {
+                error.get_or_insert_with(|| server_error(&body));
+            }
+            Message::ParseComplete
+            | Message::BindComplete
+            | Message::CloseComplete
+            | Message::NoData
+            | Message::ParameterDescription(_)
+            | Message::PortalSuspended
+            | Message::ReadyForQuery(_) => {}
+            Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
+                return Err(PgError::Protocol(
+                    "COPY cannot run through query/query_params; use copy_in/copy_out".into(),
+                ));
+            }
+            _ => {
+                return Err(PgError::Protocol(
+                    "unexpected message in a query's answer".into(),
+                ))
+            }
+        }
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(last.unwrap_or(current))
+}

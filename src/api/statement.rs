@@ -1,0 +1,76 @@
+//! Prepared statements: a server-side name plus the parameter and column
+//! types the server described.
+
+use std::sync::Arc;
+
+use postgres_types::Type;
+
+use crate::api::row::Column;
+
+#[derive(Debug)]
+pub(crate) struct StatementInner {
+    pub(crate) name: String,
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Type>,
+    pub(crate) columns: Arc<[Column]>,
+}
+
+/// A statement prepared on one connection. Cheap to clone.
+///
+/// Accepted wherever SQL text is (`query_params`, `execute_params`, …) on the
+/// connection that prepared it; executing it sends no Parse.
+#[derive(Debug, Clone)]
+pub struct Statement(pub(crate) Arc<StatementInner>);
+
+impl Statement {
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.0.sql
+    }
+    /// The parameter types the server inferred.
+    pub fn params(&self) -> &[Type] {
+        &self.0.params
+    }
+    /// The result columns (empty for statements that return no rows).
+    pub fn columns(&self) -> &[Column] {
+        &self.0.columns
+    }
+}
+
+/// What `query_params` and friends accept as the statement: SQL text or a
+/// prepared [`Statement`].
+pub trait ToStatement: sealed::Sealed + Sync {
+    #[doc(hidden)]
+    fn as_statement(&self) -> StatementRef<'_>;
+}
+
+#[doc(hidden)]
+pub enum StatementRef<'a> {
+    Sql(&'a str),
+    Prepared(&'a Statement),
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for str {}
+    impl Sealed for String {}
+    impl Sealed for super::Statement {}
+}
+
+impl ToStatement for str {
+    fn as_statement(&self) -> StatementRef<'_> {
+        StatementRef::Sql(self)
+    }
+}
+
+impl ToStatement for String {
+    fn as_statement(&self) -> StatementRef<'_> {
+        StatementRef::Sql(self)
+    }
+}
+
+impl ToStatement for Statement {
+    fn as_statement(&self) -> StatementRef<'_> {
+        StatementRef::Prepared(self)
+    }
+}

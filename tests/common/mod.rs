@@ -1,0 +1,166 @@
+//! Shared test harness: runs async tests on tokio natively and on wstd under
+//! wasmtime, and builds configs for the clusters `scripts/test.sh` starts.
+//!
+//! Tests return `Result` instead of panicking: on wasm32-wasip2 a panic
+//! aborts the whole test binary.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use wasi_pg_client::{Config, Connection, PgError, SslMode};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Fails the test with a message unless `cond` holds.
+#[macro_export]
+macro_rules! check {
+    ($cond:expr) => {
+        if !$cond {
+            return Err(format!("check failed at {}:{}: {}", file!(), line!(), stringify!($cond)).into());
+        }
+    };
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!("check failed at {}:{}: {}", file!(), line!(), format!($($msg)+)).into());
+        }
+    };
+}
+
+/// Fails the test unless `a == b`.
+#[macro_export]
+macro_rules! check_eq {
+    ($a:expr, $b:expr) => {
+        match (&$a, &$b) {
+            (a, b) => {
+                if a != b {
+                    return Err(format!(
+                        "check failed at {}:{}: {} == {}: {:?} != {:?}",
+                        file!(),
+                        line!(),
+                        stringify!($a),
+                        stringify!($b),
+                        a,
+                        b
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+}
+
+/// Runs an async test body to completion on this target's runtime.
+pub fn run<F>(body: F) -> TestResult
+where
+    F: Future<Output = TestResult>,
+{
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(body)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        wstd::runtime::block_on(body)
+    }
+}
+
+/// Spawns a task on this target's runtime; await the result.
+pub fn spawn<F, T>(fut: F) -> impl Future<Output = Result<T, String>>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let handle = tokio::spawn(fut);
+        async move { handle.await.map_err(|e| e.to_string()) }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let task = wstd::runtime::spawn(fut);
+        async move { Ok(task.await) }
+    }
+}
+
+/// Sleeps on this target's runtime (only for timeouts under test, never
+/// for synchronisation).
+pub async fn sleep(d: Duration) {
+    #[cfg(not(target_arch = "wasm32"))]
+    tokio::time::sleep(d).await;
+    #[cfg(target_arch = "wasm32")]
+    wstd::task::sleep(d.into()).await;
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| {
+        format!(
+            "{name} is not set: these tests need the PostgreSQL cluster that scripts/test.sh \
+             starts (run scripts/test.sh, or export PGTEST_HOST, PGTEST_PORT and PGTEST_DB \
+             for a cluster set up the same way)"
+        )
+    })
+}
+
+pub fn host() -> Result<String, String> {
+    env("PGTEST_HOST")
+}
+
+pub fn port() -> Result<u16, String> {
+    env("PGTEST_PORT")?
+        .parse()
+        .map_err(|e| format!("PGTEST_PORT: {e}"))
+}
+
+pub fn dbname() -> Result<String, String> {
+    env("PGTEST_DB")
+}
+
+/// A config for `user` (see scripts/lib/cluster.sh for the users and their
+/// authentication methods), plaintext until TLS lands.
+pub fn config_for(user: &str, password: Option<&str>) -> Result<Config, String> {
+    let mut config = Config::new()
+        .host(&host()?)
+        .port(port()?)
+        .dbname(&dbname()?)
+        .user(user)
+        .ssl_mode(SslMode::Disable)
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = password {
+        config = config.password(p);
+    }
+    Ok(config)
+}
+
+/// The superuser with trust authentication.
+pub fn config() -> Result<Config, String> {
+    config_for("trust_user", None)
+}
+
+/// A SCRAM user, as the demo uses.
+pub fn scram_config() -> Result<Config, String> {
+    config_for("scram_user", Some("scram_secret"))
+}
+
+pub async fn connect() -> Result<Connection, PgError> {
+    let config = config().map_err(PgError::Config)?;
+    Connection::connect(&config).await
+}
+
+/// A table name unique to this test process, so native and wasm runs (and
+/// tests within one run) never collide.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos}_{n}", std::process::id())
+}
