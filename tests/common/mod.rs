@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::future::Future;
 use std::time::Duration;
 

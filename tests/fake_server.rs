@@ -1,0 +1,330 @@
+//! Hostile and broken servers, played by an in-memory fake: the client must
+//! answer every one with a clear error, never a panic, a hang or a huge
+//! allocation, and mark the connection broken.
+
+mod common;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::fake::{self, empty_extended_answer, message};
+use common::{run, spawn, TestResult};
+use futures_util::future::join;
+use wasi_pg_client::transport::memory::MemoryTransport;
+use wasi_pg_client::{classify_error, AsyncTransport, Config, Connection, ErrorClass, PgError};
+
+fn config() -> Config {
+    Config::new()
+        .user("alice")
+        .password("wonderland")
+        .ssl_mode(wasi_pg_client::SslMode::Disable)
+}
+
+/// Connects over the fake and runs the actor in the background.
+async fn connect_fake<T: AsyncTransport>(
+    config: &Config,
+    client: T,
+) -> Result<Connection, PgError> {
+    let (conn, task) = Connection::connect_with_transport(config, client).await?;
+    let _actor = spawn(task);
+    Ok(conn)
+}
+
+/// A trusted connection whose first request gets `answer` instead of a
+/// proper reply; returns the error the request saw.
+async fn first_request_gets(
+    answer: Vec<u8>,
+    config: Config,
+) -> Result<(PgError, Connection), String> {
+    let (client, mut server) = fake::pair(64 * 1024);
+    let server_side = async move {
+        server.accept_trust().await?;
+        server.read_until_sync().await?;
+        server.send(&answer).await?;
+        // Hold the stream open: the client must not wait for more.
+        Ok::<_, String>(server)
+    };
+    let client_side = async {
+        let conn = connect_fake(&config, client)
+            .await
+            .map_err(|e| e.to_string())?;
+        let e = conn
+            .query("SELECT 1")
+            .await
+            .err()
+            .ok_or("the request must fail")?;
+        Ok::<_, String>((e, conn))
+    };
+    let (server, client) = join(server_side, client_side).await;
+    let _server = server?;
+    client
+}
+
+#[test]
+fn garbage_is_a_protocol_error_and_breaks_the_connection() -> TestResult {
+    run(async {
+        let (e, conn) = first_request_gets(b"\x00\x01garbage!".to_vec(), config()).await?;
+        check!(matches!(e, PgError::Protocol(_)), "{e:?}");
+        check_eq!(classify_error(&e), ErrorClass::Broken);
+        let later = conn
+            .query("SELECT 1")
+            .await
+            .err()
+            .ok_or("later calls must fail")?;
+        check_eq!(classify_error(&later), ErrorClass::Broken);
+        Ok(())
+    })
+}
+
+#[test]
+fn length_over_the_cap_is_refused_without_allocating() -> TestResult {
+    run(async {
+        for declared in [0x7fff_ffffu32, 0xffff_ffff, 1_000_000] {
+            let mut answer = vec![b'D'];
+            answer.extend_from_slice(&declared.to_be_bytes());
+            let (e, _conn) =
+                first_request_gets(answer, config().max_message_size(64 * 1024)).await?;
+            check!(e.to_string().contains("over the limit"), "{declared}: {e}");
+            check_eq!(classify_error(&e), ErrorClass::Broken);
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn length_below_four_is_a_protocol_error() -> TestResult {
+    run(async {
+        let (e, _conn) = first_request_gets(vec![b'Z', 0, 0, 0, 2], config()).await?;
+        check!(matches!(e, PgError::Protocol(_)), "{e:?}");
+        Ok(())
+    })
+}
+
+#[test]
+fn malformed_body_is_a_protocol_error() -> TestResult {
+    run(async {
+        // ParseComplete, then a RowDescription claiming 3 fields with none.
+        let mut answer = message(b'1', b"");
+        answer.extend(message(b'T', &[0, 3]));
+        let (e, _conn) = first_request_gets(answer, config()).await?;
+        check!(matches!(e, PgError::Protocol(_)), "{e:?}");
+        Ok(())
+    })
+}
+
+#[test]
+fn truncated_message_then_disconnect_fails_every_request() -> TestResult {
+    run(async {
+        let (client, mut server) = fake::pair(64 * 1024);
+        let server_side = async move {
+            server.accept_trust().await?;
+            server.read_until_sync().await?;
+            // Half a DataRow, then the server goes away.
+            server.send(&[b'D', 0, 0, 0, 100, 0, 1]).await?;
+            drop(server);
+            Ok::<_, String>(())
+        };
+        let client_side = async {
+            let conn = connect_fake(&config(), client)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (a, b) = join(conn.query("SELECT 1"), conn.query("SELECT 2")).await;
+            Ok::<_, String>((a, b))
+        };
+        let (server, client) = join(server_side, client_side).await;
+        server?;
+        let (a, b) = client?;
+        for result in [a, b] {
+            let e = result
+                .err()
+                .ok_or("a request on a cut connection must fail")?;
+            check_eq!(classify_error(&e), ErrorClass::Broken);
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn unsolicited_message_breaks_the_connection() -> TestResult {
+    run(async {
+        let (client, mut server) = fake::pair(64 * 1024);
+        let server_side = async move {
+            server.accept_trust().await?;
+            // A row nobody asked for.
+            server.send(&message(b'D', &[0, 0])).await?;
+            Ok::<_, String>(server)
+        };
+        let (server, conn) = join(server_side, connect_fake(&config(), client)).await;
+        let _server = server?;
+        let conn = conn?;
+        let e = conn.query("SELECT 1").await.err().ok_or("must fail")?;
+        check_eq!(classify_error(&e), ErrorClass::Broken);
+        check!(e.to_string().contains("no request was waiting"), "{e}");
+        Ok(())
+    })
+}
+
+/// Startup where the server asks for `auth` (an Authentication message
+/// body); returns the client's result and what the server received next.
+async fn startup_with(
+    auth: Vec<u8>,
+    config: Config,
+) -> Result<(Result<Connection, PgError>, Option<(u8, Vec<u8>)>), String> {
+    let (client, mut server) = fake::pair(64 * 1024);
+    let server_side = async move {
+        server.read_startup().await?;
+        server.send(&message(b'R', &auth)).await?;
+        let answer = server.read_message().await.ok();
+        if answer.is_some() {
+            let mut ok = fake::auth_ok();
+            ok.extend(fake::ready());
+            server.send(&ok).await?;
+        }
+        Ok::<_, String>(answer)
+    };
+    let (answer, client) = join(server_side, connect_fake(&config, client)).await;
+    Ok((client, answer?))
+}
+
+#[test]
+fn cleartext_over_plaintext_is_refused_unless_opted_in() -> TestResult {
+    run(async {
+        let (result, sent) = startup_with(3u32.to_be_bytes().to_vec(), config()).await?;
+        let e = result.err().ok_or("cleartext must be refused")?;
+        check!(matches!(e, PgError::Auth(_)), "{e:?}");
+        check!(e.to_string().contains("allow_insecure_auth"), "{e}");
+        check!(sent.is_none(), "no password may be sent: {sent:?}");
+
+        let (result, sent) = startup_with(
+            3u32.to_be_bytes().to_vec(),
+            config().allow_insecure_auth(true),
+        )
+        .await?;
+        result?;
+        let (tag, body) = sent.ok_or("the password message was expected")?;
+        check_eq!(tag, b'p');
+        check_eq!(body, b"wonderland\0".to_vec());
+        Ok(())
+    })
+}
+
+#[test]
+fn md5_is_refused_without_the_feature_or_the_opt_in() -> TestResult {
+    run(async {
+        let mut auth = 5u32.to_be_bytes().to_vec();
+        auth.extend_from_slice(b"salt");
+        let (result, sent) = startup_with(auth.clone(), config()).await?;
+        let e = result.err().ok_or("MD5 must be refused")?;
+        check!(sent.is_none());
+        if cfg!(feature = "md5-auth") {
+            check!(e.to_string().contains("allow_insecure_auth"), "{e}");
+            let (result, sent) = startup_with(auth, config().allow_insecure_auth(true)).await?;
+            result?;
+            let (tag, body) = sent.ok_or("the hash was expected")?;
+            check_eq!(tag, b'p');
+            check!(body.starts_with(b"md5"), "{body:?}");
+        } else {
+            check!(e.to_string().contains("md5-auth"), "{e}");
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn garbage_during_startup_is_a_protocol_error() -> TestResult {
+    run(async {
+        let (client, mut server) = fake::pair(64 * 1024);
+        let server_side = async move {
+            server.read_startup().await?;
+            server.send(b"HTTP/1.1 400 Bad Request\r\n\r\n").await?;
+            Ok::<_, String>(server)
+        };
+        let (server, result) = join(server_side, connect_fake(&config(), client)).await;
+        let _server = server?;
+        let e = result.err().ok_or("garbage must fail the startup")?;
+        check!(matches!(e, PgError::Protocol(_)), "{e:?}");
+        Ok(())
+    })
+}
+
+/// Counts write calls; holds the first write after `arm` until released.
+struct CountingTransport {
+    inner: MemoryTransport,
+    writes: Arc<AtomicUsize>,
+    gate: Arc<Mutex<Option<futures_channel::oneshot::Receiver<()>>>>,
+}
+
+impl AsyncTransport for CountingTransport {
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).await
+    }
+    async fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let gate = self.gate.lock().ok().and_then(|mut g| g.take());
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        self.inner.write(buf).await
+    }
+    async fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush().await
+    }
+    async fn shutdown(&self) -> std::io::Result<()> {
+        self.inner.shutdown().await
+    }
+}
+
+#[test]
+fn requests_queued_behind_a_write_go_out_together() -> TestResult {
+    run(async {
+        const REQUESTS: usize = 100;
+        let (client, mut server) = fake::pair(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Mutex::new(None));
+        let transport = CountingTransport {
+            inner: client,
+            writes: writes.clone(),
+            gate: gate.clone(),
+        };
+        let server_side = async move {
+            server.accept_trust().await?;
+            for _ in 0..REQUESTS {
+                server.read_until_sync().await?;
+                server.send(&empty_extended_answer()).await?;
+            }
+            Ok::<_, String>(server)
+        };
+        let client_side = async {
+            let conn = connect_fake(&config(), transport)
+                .await
+                .map_err(|e| e.to_string())?;
+            writes.store(0, Ordering::SeqCst);
+            let (open, closed) = futures_channel::oneshot::channel();
+            *gate.lock().map_err(|e| e.to_string())? = Some(closed);
+            let mut requests: Vec<_> = (0..REQUESTS)
+                .map(|_| Box::pin(conn.query("SELECT 1")))
+                .collect();
+            // One poll each puts every request in the mailbox (it has room);
+            // none can finish while the first write is held.
+            std::future::poll_fn(|cx| {
+                for r in requests.iter_mut() {
+                    let _ = r.as_mut().poll(cx);
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            let _ = open.send(());
+            let results = futures_util::future::join_all(requests).await;
+            Ok::<_, String>(results)
+        };
+        let (server, results) = join(server_side, client_side).await;
+        let _server = server?;
+        for r in results? {
+            r?;
+        }
+        let writes = writes.load(Ordering::SeqCst);
+        check!(writes <= 3, "{REQUESTS} requests took {writes} writes");
+        Ok(())
+    })
+}
