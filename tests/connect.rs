@@ -149,7 +149,7 @@ fn tls_modes_say_tls_is_not_there_yet() -> TestResult {
 fn refused_port_fails_fast_as_io() -> TestResult {
     run(async {
         // A port nothing listens on: bind one, learn it, let it go.
-        let port = free_port()?;
+        let port = free_port().await?;
         let config = config_for("trust_user", None)?;
         let config = Config::new()
             .host("127.0.0.1")
@@ -171,7 +171,7 @@ fn silent_server_times_out_within_connect_timeout() -> TestResult {
     run(async {
         // A listener that never answers: the TCP handshake completes in the
         // kernel, the startup reply never comes.
-        let (listener, port) = silent_listener()?;
+        let (listener, port) = silent_listener().await?;
         let config = Config::new()
             .host("127.0.0.1")
             .port(port)
@@ -251,34 +251,30 @@ fn hostname_is_resolved() -> TestResult {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn free_port() -> Result<u16, String> {
+async fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn silent_listener() -> Result<(std::net::TcpListener, u16), String> {
+async fn silent_listener() -> Result<(std::net::TcpListener, u16), String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = l.local_addr().map_err(|e| e.to_string())?.port();
     Ok((l, port))
 }
 
 #[cfg(target_arch = "wasm32")]
-fn free_port() -> Result<u16, String> {
-    let (l, port) = silent_listener()?;
+async fn free_port() -> Result<u16, String> {
+    let (l, port) = silent_listener().await?;
     drop(l);
     Ok(port)
 }
 
 #[cfg(target_arch = "wasm32")]
-fn silent_listener() -> Result<(wstd::net::TcpListener, u16), String> {
-    let l = wstd::runtime::block_on(wstd::net::TcpListener::bind("127.0.0.1:0"))
+async fn silent_listener() -> Result<(wstd::net::TcpListener, u16), String> {
+    let l = wstd::net::TcpListener::bind("127.0.0.1:0")
+        .await
         .map_err(|e| e.to_string())?;
-    let addr = l.local_addr().map_err(|e| e.to_string())?;
-    let port = addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or(format!("no port in {addr}"))?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
     Ok((l, port))
 }

@@ -202,8 +202,8 @@ mod tests {
 
     #[test]
     fn malformed_body_is_an_error() {
-        // A DataRow claiming 5 columns with no column data.
-        let frame = BytesMut::from(&[b'D', 0, 0, 0, 6, 0, 5][..]);
+        // A CommandComplete whose tag lacks its terminating NUL.
+        let frame = BytesMut::from(&[b'C', 0, 0, 0, 6, b'o', b'k'][..]);
         assert!(parse_frame(frame).is_err());
     }
 }

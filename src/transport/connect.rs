@@ -17,11 +17,13 @@ pub(crate) type Socket = super::memory::MemoryTransport;
 /// Connects to `host`:`port`.
 pub(crate) async fn open(host: &Host, port: u16) -> Result<Socket, PgError> {
     let target = describe(host, port);
-    let io = |e| PgError::io(format!("connecting to {target}"), e);
     #[cfg(target_arch = "wasm32")]
     {
         match host {
-            Host::Tcp(name) => super::wasi::connect(name, port).await.map_err(io),
+            // The WASI error already names the host, port and address tried.
+            Host::Tcp(name) => super::wasi::connect(name, port)
+                .await
+                .map_err(|e| PgError::io("opening a WASI socket", e)),
             Host::Unix(_) => Err(PgError::Config(format!(
                 "{target}: Unix-domain sockets are not available to WASI components; use a TCP host"
             ))),
@@ -29,6 +31,7 @@ pub(crate) async fn open(host: &Host, port: u16) -> Result<Socket, PgError> {
     }
     #[cfg(all(not(target_arch = "wasm32"), feature = "tokio-transport"))]
     {
+        let io = |e| PgError::io(format!("connecting to {target}"), e);
         match host {
             Host::Tcp(name) => super::tokio::TokioStream::connect_tcp(name, port)
                 .await
@@ -43,7 +46,6 @@ pub(crate) async fn open(host: &Host, port: u16) -> Result<Socket, PgError> {
     }
     #[cfg(all(not(target_arch = "wasm32"), not(feature = "tokio-transport")))]
     {
-        let _ = io;
         Err(PgError::Config(format!(
             "cannot connect to {target}: this native build has no socket transport; enable the \
              `tokio-transport` feature of wasi-pg-client, or bring your own stream with \

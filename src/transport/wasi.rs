@@ -7,12 +7,21 @@
 //! `wasi:sockets` codes to `ErrorKind::Other` without saying which host was
 //! being reached or which runtime flag is missing. So this module owns the
 //! socket setup — asynchronous `wasi:sockets/ip-name-lookup`, one attempt per
-//! resolved address — and reuses only wstd's stream wrappers and reactor,
-//! which are sound.
+//! resolved address — and reuses wstd's reactor and its output-stream
+//! wrapper.
+//!
+//! The input side is ours too: wstd's `AsyncInputStream::read` keeps its
+//! readiness wait registered with the reactor after the read future is
+//! dropped. The connection actor drops pending reads all the time (it waits
+//! for the socket or its mailbox, whichever is first), and with that stale
+//! registration the event loop spins at full CPU whenever unread bytes sit
+//! on the socket and no read is pending (measured: thousands of wake-ups in
+//! 100 ms instead of two).
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 
+use wasip2::io::streams::{InputStream, StreamError};
 use wasip2::sockets::instance_network::instance_network;
 use wasip2::sockets::ip_name_lookup::resolve_addresses;
 use wasip2::sockets::network::{
@@ -21,21 +30,23 @@ use wasip2::sockets::network::{
 };
 use wasip2::sockets::tcp::{ShutdownType, TcpSocket};
 use wasip2::sockets::tcp_create_socket::create_tcp_socket;
-use wstd::io::{AsyncInputStream, AsyncOutputStream};
+use wstd::io::AsyncOutputStream;
 use wstd::runtime::AsyncPollable;
 
 use super::AsyncTransport;
 
 /// A connected `wasi:sockets` TCP stream.
 ///
-/// Must be dropped inside the wstd runtime (`block_on`) it was used in:
-/// wstd deregisters the streams' pollables from the current reactor on drop.
+/// Must be dropped inside the wstd runtime (`block_on`) it was made in:
+/// its pollables deregister from the current reactor on drop.
 #[derive(Debug)]
 pub(crate) struct WasiTcpStream {
-    // Field order matters: the streams (and the pollables wstd keeps inside
-    // them) are child resources of the socket, and the host traps if a parent
-    // resource is dropped before its children. Fields drop top to bottom.
-    input: AsyncInputStream,
+    // Field order matters: fields drop top to bottom, and the host traps the
+    // whole component if a resource is dropped before its children. The
+    // pollable is the input stream's child; both streams (and the pollable
+    // wstd keeps inside the output one) are the socket's children.
+    readable: AsyncPollable,
+    input: InputStream,
     output: AsyncOutputStream,
     socket: TcpSocket,
 }
@@ -169,7 +180,8 @@ async fn connect_address(
     };
     drop(ready);
     Ok(WasiTcpStream {
-        input: AsyncInputStream::new(input),
+        readable: AsyncPollable::new(input.subscribe()),
+        input,
         output: AsyncOutputStream::new(output),
         socket,
     })
@@ -243,24 +255,45 @@ fn ip_to_std(address: IpAddress) -> IpAddr {
     }
 }
 
-// Cancel safety, as `AsyncTransport` requires (checked against wstd 0.6.8):
-// - `AsyncInputStream::read` awaits only readiness; the WASI `read` that takes
-//   bytes off the stream and the copy into `buf` happen in one poll, after
-//   the last await. Dropping the future before then consumes nothing.
-// - `AsyncOutputStream::write` awaits only readiness (when `check-write`
-//   says 0); the WASI `write` is its last step, in the same poll as its
-//   return. A dropped write future wrote nothing.
-// One wstd quirk: a dropped `read` leaves its readiness wait registered
-// with the reactor until the next `read` (which reuses it) or until the
-// stream is dropped, so a stream whose reads were abandoned keeps the
-// event loop polling it.
+// Cancel safety, as `AsyncTransport` requires:
+// - `read` awaits only readiness. Taking bytes off the stream and copying
+//   them into `buf` happen in one poll, after the last await, so a read
+//   dropped before it returns consumed nothing. Its readiness wait is a
+//   fresh `WaitFor`, deregistered when dropped.
+// - `write` is wstd's `AsyncOutputStream::write` (checked in wstd 0.6.8): it
+//   awaits only readiness (when `check-write` says 0), and the WASI `write`
+//   is its last step, in the same poll as its return. A dropped write future
+//   wrote nothing.
 impl AsyncTransport for WasiTcpStream {
     async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // A zero-length read would wait for data it cannot return.
         if buf.is_empty() {
             return Ok(0);
         }
-        self.input.read(buf).await
+        loop {
+            // WASI reads never block: an empty result means "nothing yet",
+            // not end of stream (that is `closed`).
+            match self.input.read(buf.len() as u64) {
+                Ok(bytes) if bytes.is_empty() => self.readable.wait_for().await,
+                Ok(bytes) => {
+                    let n = bytes.len();
+                    let dest = buf.get_mut(..n).ok_or_else(|| {
+                        io::Error::other("the WASI host returned more bytes than were asked for")
+                    })?;
+                    dest.copy_from_slice(&bytes);
+                    return Ok(n);
+                }
+                Err(StreamError::Closed) => return Ok(0),
+                // wasip2 1.0 has no binding to turn this into a socket error
+                // code, so the host's description is all there is.
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(io::Error::other(format!(
+                        "reading from the socket: {}",
+                        e.to_debug_string()
+                    )))
+                }
+            }
+        }
     }
 
     async fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -559,6 +592,44 @@ mod tests {
             let (client, server) = futures_util::join!(connect("127.0.0.1", port), incoming.next());
             client?;
             server.ok_or_else(|| io::Error::other("listener stopped"))??;
+            Ok(())
+        })
+    }
+
+    /// wstd's own input stream keeps a dropped read's wait registered, which
+    /// makes the event loop spin while unread bytes sit on the socket. The
+    /// timer here is a measuring window, not synchronisation.
+    #[test]
+    fn cancelled_read_leaves_the_event_loop_idle() -> io::Result<()> {
+        wstd::runtime::block_on(async {
+            let (listener, port) = listen("127.0.0.1:0").await?;
+            let mut incoming = listener.incoming();
+            let (client, server) = futures_util::join!(connect("127.0.0.1", port), incoming.next());
+            let client = client?;
+            let server = server.ok_or_else(|| io::Error::other("listener stopped"))??;
+            let mut buf = [0u8; 16];
+            {
+                let read = client.read(&mut buf);
+                let mut read = std::pin::pin!(read);
+                assert!(futures_util::poll!(read.as_mut()).is_pending());
+            }
+            wstd::io::AsyncWrite::write_all(&mut &server, b"unread").await?;
+            wstd::io::AsyncWrite::flush(&mut &server).await?;
+
+            let mut polls = 0u32;
+            let mut sleep =
+                std::pin::pin!(wstd::task::sleep(wstd::time::Duration::from_millis(50)));
+            std::future::poll_fn(|cx| {
+                polls += 1;
+                std::future::Future::poll(sleep.as_mut(), cx)
+            })
+            .await;
+            // Idle: polled once to start and once when the timer fires (a
+            // spinning loop polls thousands of times).
+            assert!(polls < 10, "the event loop woke {polls} times while idle");
+
+            let n = client.read(&mut buf).await?;
+            assert_eq!(&buf[..n], b"unread");
             Ok(())
         })
     }

@@ -72,7 +72,8 @@ where
     }
 }
 
-/// Spawns a task on this target's runtime; await the result.
+/// Spawns a task on this target's runtime; await the result, or drop the
+/// returned future to let the task run on its own.
 pub fn spawn<F, T>(fut: F) -> impl Future<Output = Result<T, String>>
 where
     F: Future<Output = T> + Send + 'static,
@@ -85,8 +86,14 @@ where
     }
     #[cfg(target_arch = "wasm32")]
     {
-        let task = wstd::runtime::spawn(fut);
-        async move { Ok(task.await) }
+        // Detached like tokio's: dropping the returned future must not
+        // cancel the task (a wstd Task cancels on drop).
+        let (tx, rx) = futures_channel::oneshot::channel();
+        wstd::runtime::spawn(async move {
+            let _ = tx.send(fut.await);
+        })
+        .detach();
+        async move { rx.await.map_err(|_| "the task was cancelled".to_string()) }
     }
 }
 
