@@ -1,0 +1,64 @@
+//! The demo `scripts/demo.sh` runs natively and under wasmtime: connect,
+//! create and fill a table, read it back, then pipeline lookups from clones
+//! of one connection.
+//!
+//! ```text
+//! DATABASE_URL='postgresql://user:pass@127.0.0.1/db?sslmode=disable' \
+//!     cargo run --example quickstart --features tokio-transport
+//! ```
+
+use futures_util::future::try_join_all;
+use wasi_pg_client::{Config, Connection, PgError};
+
+async fn demo() -> Result<(), PgError> {
+    let url = std::env::var("DATABASE_URL").map_err(|_| {
+        PgError::Config(
+            "set DATABASE_URL, e.g. postgresql://user:pass@127.0.0.1/db?sslmode=disable".into(),
+        )
+    })?;
+    let config = Config::from_uri(&url)?;
+    let conn = Connection::connect(&config).await?;
+    println!(
+        "connected to PostgreSQL {}",
+        conn.parameter("server_version").unwrap_or_default()
+    );
+
+    conn.query(
+        "CREATE TEMP TABLE users (id int4 PRIMARY KEY, name text NOT NULL);
+         INSERT INTO users VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Barbara')",
+    )
+    .await?;
+
+    let result = conn.query("SELECT id, name FROM users ORDER BY id").await?;
+    for row in result.iter() {
+        let id: i32 = row.get(0)?;
+        let name: String = row.get(1)?;
+        println!("{}: {}", id, name);
+    }
+
+    // Clones share the socket: these three lookups go out together.
+    let lookups = (1..=3i32).map(|id| {
+        let conn = conn.clone();
+        async move {
+            let row = conn
+                .query_one("SELECT upper(name) FROM users WHERE id = $1", &[&id])
+                .await?;
+            row.get::<_, String>(0)
+        }
+    });
+    println!("pipelined: {}", try_join_all(lookups).await?.join(", "));
+
+    conn.close().await
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), PgError> {
+    demo().await
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wstd::main]
+async fn main() -> Result<(), PgError> {
+    demo().await
+}
