@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Benchmarks wasi-pg-client against tokio-postgres on a throwaway PostgreSQL,
+# natively (tokio current-thread and multi-thread) and as a wasm32-wasip2
+# component under wasmtime, and prints a markdown table of medians.
+#
+# Every cell (client, runtime, workload) runs in its own process. Rounds
+# interleave our client and tokio-postgres, so drift on the shared VM hits
+# both alike. The server and every client are pinned to CPU 0: unpinned
+# round trips between vCPUs vary far more than the differences we measure.
+#
+# Environment:
+#   BENCH_ROUNDS   runs per cell, median reported (default 3)
+#   BENCH_SCALE    divides every N, for a quick smoke run (default 1)
+#   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
+#   CARGO_TARGET_DIR  where the bench is built (default bench/target)
+#
+# Exits non-zero if any cell failed; the failing command and its output are
+# printed where it happened and the cell shows FAIL in the table.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=lib/common.sh
+source scripts/lib/common.sh
+# shellcheck source=lib/install.sh
+source scripts/lib/install.sh
+# shellcheck source=lib/cluster.sh
+source scripts/lib/cluster.sh
+
+ROUNDS="${BENCH_ROUNDS:-3}"
+SCALE="${BENCH_SCALE:-1}"
+CELL_TIMEOUT="${BENCH_TIMEOUT:-600}"
+for v in ROUNDS SCALE CELL_TIMEOUT; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+done
+
+declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000)
+WORKLOADS=(latency pipeline)
+IN_FLIGHT=1000
+WASM=wasm32-wasip2
+
+# ---------------------------------------------------------------- setup
+PGC_APT_PACKAGES+=(time) # GNU time, for peak RSS (%M)
+install_all
+[[ -x /usr/bin/time ]] || die "/usr/bin/time missing after installing the time package"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/bench/target}"
+note "building the bench (native and $WASM, release)"
+cargo build --quiet --release --manifest-path bench/Cargo.toml
+cargo build --quiet --release --manifest-path bench/Cargo.toml --target "$WASM"
+NATIVE_BIN="$CARGO_TARGET_DIR/release/wasi-pg-client-bench"
+WASM_BIN="$CARGO_TARGET_DIR/$WASM/release/wasi-pg-client-bench.wasm"
+
+OUT_DIR=$(mktemp -d -t pgc-bench.XXXXXXXX)
+on_exit 'rm -rf "$OUT_DIR"'
+
+cluster_start
+postmaster=$(head -n1 "$PGC_CLUSTER_DIR/data/postmaster.pid")
+[[ "$postmaster" =~ ^[0-9]+$ ]] || die "no postmaster PID in $PGC_CLUSTER_DIR/data/postmaster.pid"
+# Backends forked later inherit the postmaster's affinity; its background
+# workers already exist, so pin them too.
+for pid in "$postmaster" $(pgrep -P "$postmaster" || true); do
+    taskset -a -p -c 0 "$pid" >/dev/null
+done
+export BENCH_URL="postgresql://trust_user@$PGTEST_HOST:$PGTEST_PORT/$PGTEST_DB?sslmode=disable"
+
+note "$(cargo --version); wasmtime: $("$WASMTIME" --version); rounds=$ROUNDS scale=1/$SCALE"
+
+WASMTIME_RUN=("$WASMTIME" run -S inherit-network=y -S allow-ip-name-lookup=y --env "BENCH_URL=$BENCH_URL")
+# One untimed run fills wasmtime's compilation cache, so no measured wasm
+# process pays for (or counts the memory of) compiling the component.
+# A failure here shows again, with its output, in the wasm cells.
+"${WASMTIME_RUN[@]}" "$WASM_BIN" --client ours --workload latency --n 1 >/dev/null 2>&1 ||
+    note "warm-up run under wasmtime failed"
+
+# ---------------------------------------------------------------- cells
+# Results per cell key "workload|client|runtime": space-separated values.
+declare -A OPS RSS FAILED
+FAILURES=0
+
+# run_cell WORKLOAD CLIENT RUNTIME N: one process, pinned, timed, appended to OPS/RSS.
+run_cell() {
+    local workload="$1" client="$2" runtime="$3" n="$4"
+    local key="$workload|$client|$runtime" out="$OUT_DIR/out" rss="$OUT_DIR/rss" rc=0
+    local args=(--client "$client" --workload "$workload" --n "$n" --in-flight "$IN_FLIGHT")
+    local cmd
+    if [[ "$runtime" == wasm ]]; then
+        cmd=("${WASMTIME_RUN[@]}" "$WASM_BIN" "${args[@]}")
+    else
+        cmd=("$NATIVE_BIN" "${args[@]}" --runtime "$runtime")
+    fi
+    : >"$rss"
+    taskset -c 0 timeout -k 10 "$CELL_TIMEOUT" \
+        /usr/bin/time -f '%M' -o "$rss" "${cmd[@]}" >"$out" 2>&1 || rc=$?
+    local line ops
+    line=$(grep '^RESULT ' "$out" || true)
+    ops=$(sed -n 's/.* ops_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
+    if [[ $rc -ne 0 || -z "$ops" ]]; then
+        FAILURES=$((FAILURES + 1))
+        FAILED[$key]=1
+        note "FAILED ($([[ $rc -eq 124 ]] && echo "timed out after ${CELL_TIMEOUT}s" || echo "exit $rc")): BENCH_URL=$BENCH_URL taskset -c 0 ${cmd[*]}"
+        sed 's/^/    /' "$out" >&2
+        return 0
+    fi
+    printf '%s rss_kib=%s\n' "$line" "$(tail -n1 "$rss")"
+    OPS[$key]+="$ops "
+    RSS[$key]+="$(tail -n1 "$rss") "
+}
+
+CELLS=("ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm")
+for workload in "${WORKLOADS[@]}"; do
+    n=$((WORKLOAD_N[$workload] / SCALE))
+    ((n > 0)) || n=1
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for cell in "${CELLS[@]}"; do
+            read -r client runtime <<<"$cell"
+            run_cell "$workload" "$client" "$runtime" "$n"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- table
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+maximum() { tr ' ' '\n' | grep . | sort -g | tail -n1; }
+
+echo
+echo "| workload | client | runtime | ops/s (median) | ratio vs tokio-postgres | peak RSS MiB |"
+echo "|---|---|---|---:|---:|---:|"
+for workload in "${WORKLOADS[@]}"; do
+    for cell in "${CELLS[@]}"; do
+        read -r client runtime <<<"$cell"
+        key="$workload|$client|$runtime"
+        if [[ -n "${FAILED[$key]:-}" || -z "${OPS[$key]:-}" ]]; then
+            echo "| $workload | $client | $runtime | FAIL | | |"
+            continue
+        fi
+        ops=$(median <<<"${OPS[$key]}")
+        # wasm has one runtime flavour; compare it with tokio's current-thread one.
+        base_key="$workload|tokio-postgres|$([[ $runtime == wasm ]] && echo current || echo "$runtime")"
+        ratio=""
+        if [[ -z "${FAILED[$base_key]:-}" && -n "${OPS[$base_key]:-}" ]]; then
+            ratio=$(awk -v a="$ops" -v b="$(median <<<"${OPS[$base_key]}")" 'BEGIN {printf "%.2f", a / b}')
+        fi
+        rss=$(awk -v k="$(maximum <<<"${RSS[$key]}")" 'BEGIN {printf "%.1f", k / 1024}')
+        label="$runtime"
+        [[ $runtime == wasm ]] && label="wasmtime (wstd)"
+        printf '| %s | %s | %s | %.0f | %s | %s |\n' "$workload" "$client" "$label" "$ops" "$ratio" "$rss"
+    done
+done
+echo
+echo "N: latency ${WORKLOAD_N[latency]}/$SCALE sequential, pipeline ${WORKLOAD_N[pipeline]}/$SCALE with $IN_FLIGHT in flight; median of $ROUNDS; server and clients on CPU 0; RSS: max over rounds, whole process (wasmtime included for wasm)."
+
+if ((FAILURES > 0)); then
+    die "$FAILURES cell run(s) failed"
+fi
