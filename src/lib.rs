@@ -47,4 +47,5 @@ pub use postgres_types::{FromSql, ToSql, Type};
 #[doc(hidden)]
 pub mod __fuzz {
     pub use crate::protocol::framing::{parse_frame, FrameReader};
+    pub use crate::protocol::values::check_declared_counts;
 }

@@ -328,3 +328,55 @@ fn requests_queued_behind_a_write_go_out_together() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn hostile_array_count_is_a_decode_error_not_an_abort() -> TestResult {
+    run(async {
+        // Found by fuzz/decode_pg_types: a text[] declaring 2^31-1 elements
+        // in 20 bytes made postgres-types reserve 51 GB and abort.
+        let hostile: &[u8] =
+            b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x19\x7f\xff\xff\xff\x00\x00\x00\x01";
+        let mut field = b"tags\0".to_vec();
+        field.extend_from_slice(&0u32.to_be_bytes()); // table OID
+        field.extend_from_slice(&0i16.to_be_bytes()); // column number
+        field.extend_from_slice(&1009u32.to_be_bytes()); // text[]
+        field.extend_from_slice(&(-1i16).to_be_bytes()); // size
+        field.extend_from_slice(&(-1i32).to_be_bytes()); // modifier
+        field.extend_from_slice(&1i16.to_be_bytes()); // binary
+        let mut description = 1i16.to_be_bytes().to_vec();
+        description.extend(field);
+        let mut row = 1i16.to_be_bytes().to_vec();
+        row.extend_from_slice(&(hostile.len() as i32).to_be_bytes());
+        row.extend_from_slice(hostile);
+
+        let (client, mut server) = fake::pair(64 * 1024);
+        let server_side = async move {
+            server.accept_trust().await?;
+            server.read_until_sync().await?;
+            let mut answer = message(b'1', b"");
+            answer.extend(message(b'2', b""));
+            answer.extend(message(b'T', &description));
+            answer.extend(message(b'D', &row));
+            answer.extend(fake::command_complete("SELECT 1"));
+            answer.extend(fake::ready());
+            server.send(&answer).await?;
+            Ok::<_, String>(server)
+        };
+        let client_side = async {
+            let conn = connect_fake(&config(), client)
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.query("SELECT tags").await.map_err(|e| e.to_string())
+        };
+        let (server, result) = join(server_side, client_side).await;
+        let _server = server?;
+        let result = result?;
+        let e = result.rows()[0]
+            .get::<_, Vec<String>>(0)
+            .err()
+            .ok_or("the hostile array must not decode")?;
+        check!(matches!(e, PgError::Decode(_)), "{e:?}");
+        check!(e.to_string().contains("2147483647 elements"), "{e}");
+        Ok(())
+    })
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use postgres_types::{FromSql, Type, WrongType};
 
-use crate::protocol::text;
+use crate::protocol::{text, values};
 use crate::PgError;
 
 /// A result column: its name and type.
@@ -246,6 +246,10 @@ impl Row {
             return Err(decode_err(Box::new(WrongType::new::<T>(
                 column.type_.clone(),
             ))));
+        }
+        if let Some(raw) = raw {
+            values::check_declared_counts(&column.type_, raw)
+                .map_err(|why| PgError::Decode(format!("column {index}: {why}")))?;
         }
         T::from_sql_nullable(&column.type_, raw).map_err(decode_err)
     }

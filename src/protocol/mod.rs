@@ -6,3 +6,4 @@ pub(crate) mod framing;
 pub(crate) mod frontend;
 pub(crate) mod startup;
 pub(crate) mod text;
+pub(crate) mod values;

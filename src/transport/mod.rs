@@ -23,7 +23,11 @@ pub(crate) mod wasi;
 /// - `read` is cancel-safe: dropping its future before it completes loses no
 ///   bytes;
 /// - `write` is cancel-safe: a future dropped before it completes wrote nothing;
-/// - `read` returning `Ok(0)` means the peer closed the stream.
+/// - `read` returning `Ok(0)` means the peer closed the stream;
+/// - bytes accepted by `write` go to the peer without a `flush` (the actor
+///   never waits for one between requests: under wasmtime that wait cost a
+///   reactor round trip per request); `flush` waits until they are handed
+///   over.
 ///
 /// The trait is public so tests and unusual environments can bring their own
 /// stream; it may still evolve before 1.0.
@@ -38,7 +42,7 @@ pub trait AsyncTransport: Send + Sync + 'static {
     fn shutdown(&self) -> impl Future<Output = io::Result<()>> + Send;
 }
 
-/// Writes all of `buf`, flushing afterwards.
+/// Writes all of `buf` (no flush: see the trait's contract).
 pub(crate) async fn write_all<T: AsyncTransport>(t: &T, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         let n = t.write(buf).await?;
@@ -50,5 +54,5 @@ pub(crate) async fn write_all<T: AsyncTransport>(t: &T, mut buf: &[u8]) -> io::R
         }
         buf = &buf[n..];
     }
-    t.flush().await
+    Ok(())
 }

@@ -171,5 +171,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}_{}_{nanos}_{n}", std::process::id())
+    // std::process::id() is not available on wasm32-wasip2.
+    let target = if cfg!(target_arch = "wasm32") {
+        "w"
+    } else {
+        "n"
+    };
+    format!("{prefix}_{target}{nanos}_{n}")
 }
