@@ -10,7 +10,8 @@ server sends back for a few requests, and writes:
   corpus/seed/decode_pg_types/<name>            type index + binary value
 
 Usage: python3 fuzz/capture_seeds.py [host] [port] [user] [database]
-(defaults: 127.0.0.1 55432 trust_user pgtest). Nothing is left behind on the
+(defaults: $PGTEST_HOST, $PGTEST_PORT as scripts/lib/cluster.sh exports them,
+trust_user, pgtest). Nothing is left behind on the
 server: extension types (hstore, ltree) are created inside a transaction
 that is rolled back.
 """
@@ -130,8 +131,11 @@ def write(target, name, data):
 
 def main():
     args = sys.argv[1:] + [None] * 4
-    host = args[0] or "127.0.0.1"
-    port = int(args[1] or 55432)
+    host = args[0] or os.environ.get("PGTEST_HOST", "127.0.0.1")
+    port = args[1] or os.environ.get("PGTEST_PORT")
+    if port is None:
+        sys.exit("give the port, or start a cluster with scripts/lib/cluster.sh (PGTEST_PORT)")
+    port = int(port)
     user = args[2] or "trust_user"
     db = args[3] or "pgtest"
 
