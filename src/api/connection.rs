@@ -16,7 +16,7 @@ use crate::actors::shared::{NoticeHandler, Shared};
 use crate::api::config::{Config, Host};
 use crate::api::response::{collect, Responses};
 use crate::api::row::{QueryResult, Row};
-use crate::api::statement::{Statement, StatementRef, ToStatement};
+use crate::api::statement::{Statement, StatementMemo, StatementRef, ToStatement};
 use crate::protocol::frontend;
 use crate::protocol::startup::StartupParams;
 use crate::transport::connect::{describe, open};
@@ -39,6 +39,7 @@ struct Inner {
     mailbox: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     backend_key: Option<(i32, i32)>,
+    statements: StatementMemo,
 }
 
 impl std::fmt::Debug for Connection {
@@ -160,6 +161,7 @@ impl Connection {
                 mailbox: tx,
                 shared,
                 backend_key: info.backend_key,
+                statements: StatementMemo::new(config.statement_cache_size),
             }),
         };
         Ok((conn, Box::pin(actor.run())))
@@ -237,7 +239,14 @@ impl Connection {
         statement: &S,
     ) -> Result<Statement, PgError> {
         match statement.as_statement() {
-            StatementRef::Sql(sql) => self.prepare(sql).await,
+            StatementRef::Sql(sql) => {
+                if let Some(statement) = self.inner.statements.get(sql) {
+                    return Ok(statement);
+                }
+                let statement = self.prepare(sql).await?;
+                self.inner.statements.insert(&statement);
+                Ok(statement)
+            }
             StatementRef::Prepared(s) => Ok(s.clone()),
         }
     }

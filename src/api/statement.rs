@@ -74,3 +74,49 @@ impl ToStatement for Statement {
         StatementRef::Prepared(self)
     }
 }
+
+/// The handle's memo of statements it has used, so a repeated
+/// `query_params(sql, …)` goes straight to Bind/Execute instead of first
+/// asking the actor for the statement (one mailbox round trip per call).
+///
+/// The actor stays the owner of server-side statements: it closes an evicted
+/// statement only once no handle holds it, and this memo holds what it
+/// memoizes. Bounded by the cache size; when full it starts over.
+#[derive(Debug, Default)]
+pub(crate) struct StatementMemo {
+    capacity: usize,
+    statements: std::sync::Mutex<std::collections::HashMap<String, Statement>>,
+}
+
+impl StatementMemo {
+    pub(crate) fn new(capacity: usize) -> Self {
+        StatementMemo {
+            capacity,
+            statements: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Statement>> {
+        // Held only for one lookup or insert; a panic cannot leave the map
+        // half-updated.
+        self.statements.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn get(&self, sql: &str) -> Option<Statement> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.lock().get(sql).cloned()
+    }
+
+    pub(crate) fn insert(&self, statement: &Statement) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut statements = self.lock();
+        if statements.len() >= self.capacity && !statements.contains_key(statement.sql()) {
+            statements.clear();
+        }
+        statements.insert(statement.sql().to_string(), statement.clone());
+    }
+}
