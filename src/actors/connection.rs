@@ -391,48 +391,38 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     /// Hands the head request's buffered frames to its consumer; `last`
     /// when they end with its ReadyForQuery.
     fn flush_head(&mut self, last: bool) {
-        let Some(InFlight::User {
-            responses,
-            pending,
-            abandoned,
-        }) = self.in_flight.front_mut()
-        else {
+        let Some(InFlight::User { pending, .. }) = self.in_flight.front_mut() else {
             return;
         };
-        if !pending.is_empty() && !*abandoned {
-            let chunk = pending.split();
-            match responses.try_send(Ok(chunk)) {
-                Ok(()) => {}
-                Err(e) if e.is_full() => {
-                    self.stalled = Some((e.into_inner().unwrap_or_default(), last));
-                    return;
-                }
-                Err(_) => *abandoned = true,
-            }
-        }
-        pending.clear();
-        if last {
-            self.in_flight.pop_front();
-        }
+        let chunk = pending.split();
+        self.hand_over(chunk, last);
     }
 
     fn deliver_stalled(&mut self) {
-        let Some((chunk, last)) = self.stalled.take() else {
-            return;
-        };
+        if let Some((chunk, last)) = self.stalled.take() {
+            self.hand_over(chunk, last);
+        }
+    }
+
+    /// Sends `chunk` to the head request's consumer, or keeps it as
+    /// `stalled` while the consumer has no room (the socket is not read
+    /// until it has). A consumer that went away gets nothing more.
+    fn hand_over(&mut self, chunk: BytesMut, last: bool) {
         if let Some(InFlight::User {
             responses,
             abandoned,
             ..
         }) = self.in_flight.front_mut()
         {
-            match responses.try_send(Ok(chunk)) {
-                Ok(()) => {}
-                Err(e) if e.is_full() => {
-                    self.stalled = Some((e.into_inner().unwrap_or_default(), last));
-                    return;
+            if !chunk.is_empty() && !*abandoned {
+                match responses.try_send(Ok(chunk)) {
+                    Ok(()) => {}
+                    Err(e) if e.is_full() => {
+                        self.stalled = Some((e.into_inner().unwrap_or_default(), last));
+                        return;
+                    }
+                    Err(_) => *abandoned = true,
                 }
-                Err(_) => *abandoned = true,
             }
         }
         if last {
