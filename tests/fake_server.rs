@@ -316,15 +316,17 @@ fn requests_queued_behind_a_write_go_out_together() -> TestResult {
             .await;
             let _ = open.send(());
             let results = futures_util::future::join_all(requests).await;
-            Ok::<_, String>(results)
+            // Counted before `conn` drops: its Terminate is one more write.
+            Ok::<_, String>((results, writes.load(Ordering::SeqCst)))
         };
-        let (server, results) = join(server_side, client_side).await;
+        let (server, client) = join(server_side, client_side).await;
         let _server = server?;
-        for r in results? {
+        let (results, writes) = client?;
+        for r in results {
             r?;
         }
-        let writes = writes.load(Ordering::SeqCst);
-        check!(writes <= 3, "{REQUESTS} requests took {writes} writes");
+        // The held write, then everything that queued behind it.
+        check!(writes <= 2, "{REQUESTS} requests took {writes} writes");
         Ok(())
     })
 }

@@ -88,7 +88,6 @@ enum Event {
     Wrote(BytesMut, io::Result<()>),
     Read(Vec<u8>, io::Result<usize>),
     ConsumerReady,
-    Mail,
     MailboxDone,
 }
 
@@ -171,8 +170,6 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             {
                 return Ok(());
             }
-            self.start_write();
-            self.start_read();
             match poll_fn(|cx| self.poll_event(cx)).await {
                 Event::Wrote(mut buf, result) => {
                     result.map_err(|e| PgError::io("writing to the server", e))?;
@@ -194,7 +191,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     self.deliver_stalled();
                     self.process_frames()?;
                 }
-                Event::Mail | Event::MailboxDone => {}
+                Event::MailboxDone => {}
             }
         }
     }
@@ -228,12 +225,27 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        // Take every waiting request before starting a write, so one write
+        // carries all of them.
+        let mut mailbox_closed = false;
+        while !self.mailbox_done && self.outgoing.len() < WRITE_HIGH_WATER {
+            match Pin::new(&mut self.mailbox).poll_next(cx) {
+                Poll::Ready(Some(command)) => self.accept(command),
+                Poll::Ready(None) => {
+                    self.mailbox_done = true;
+                    mailbox_closed = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        self.start_write();
         if let Some(write) = self.write.as_mut() {
             if let Poll::Ready((buf, result)) = write.as_mut().poll(cx) {
                 self.write = None;
                 return Poll::Ready(Event::Wrote(buf, result));
             }
         }
+        self.start_read();
         if let Some(read) = self.read.as_mut() {
             if let Poll::Ready((buf, result)) = read.as_mut().poll(cx) {
                 self.read = None;
@@ -242,28 +254,15 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         }
         if self.stalled.is_some() {
             if let Some(InFlight::User { responses, .. }) = self.in_flight.front_mut() {
-                // Err means the consumer is gone; deliver_stalled discards.
+                // Err means the consumer is gone; hand_over discards.
                 if responses.poll_ready(cx).is_ready() {
                     return Poll::Ready(Event::ConsumerReady);
                 }
             }
         }
-        let mut took_mail = false;
-        while !self.mailbox_done && self.outgoing.len() < WRITE_HIGH_WATER {
-            match Pin::new(&mut self.mailbox).poll_next(cx) {
-                Poll::Ready(Some(command)) => {
-                    took_mail = true;
-                    self.accept(command);
-                }
-                Poll::Ready(None) => {
-                    self.mailbox_done = true;
-                    return Poll::Ready(Event::MailboxDone);
-                }
-                Poll::Pending => break,
-            }
-        }
-        if took_mail {
-            return Poll::Ready(Event::Mail);
+        if mailbox_closed {
+            // The loop decides whether the actor is done.
+            return Poll::Ready(Event::MailboxDone);
         }
         Poll::Pending
     }

