@@ -18,6 +18,8 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures_channel::{mpsc, oneshot};
+
+use crate::actors::reply::{ReplySender, TrySendError};
 use futures_core::Stream;
 use postgres_protocol::message::backend::Message;
 
@@ -51,7 +53,7 @@ pub(crate) enum Command {
     /// Encoded frontend messages ending with one Sync (or one simple Query).
     Request {
         bytes: BytesMut,
-        responses: mpsc::Sender<Chunk>,
+        responses: ReplySender<Chunk>,
     },
     /// A prepared statement for `sql`, from the cache or prepared now.
     Prepare {
@@ -65,7 +67,7 @@ pub(crate) enum Command {
 /// A request whose ReadyForQuery has not arrived yet.
 enum InFlight {
     User {
-        responses: mpsc::Sender<Chunk>,
+        responses: ReplySender<Chunk>,
         /// Frames read for it but not yet handed over.
         pending: BytesMut,
         /// The consumer went away; discard the rest.
@@ -416,11 +418,11 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             if !chunk.is_empty() && !*abandoned {
                 match responses.try_send(Ok(chunk)) {
                     Ok(()) => {}
-                    Err(e) if e.is_full() => {
-                        self.stalled = Some((e.into_inner().unwrap_or_default(), last));
+                    Err(TrySendError::Full(chunk)) => {
+                        self.stalled = Some((chunk.unwrap_or_default(), last));
                         return;
                     }
-                    Err(_) => *abandoned = true,
+                    Err(TrySendError::Gone) => *abandoned = true,
                 }
             }
         }
@@ -494,7 +496,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         tracing::debug!(%error, "connection broken");
         self.shared.set_broken(error.clone());
         for request in self.in_flight.drain(..) {
-            if let InFlight::User { mut responses, .. } = request {
+            if let InFlight::User { responses, .. } = request {
                 let _ = responses.try_send(Err(error.clone()));
             }
         }
@@ -506,7 +508,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         self.mailbox.close();
         while let Ok(command) = self.mailbox.try_recv() {
             match command {
-                Command::Request { mut responses, .. } => {
+                Command::Request { responses, .. } => {
                     let _ = responses.try_send(Err(error.clone()));
                 }
                 Command::Prepare { reply, .. } => {

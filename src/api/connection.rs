@@ -11,6 +11,7 @@ use postgres_types::ToSql;
 
 use crate::actors::connection::{Command, ConnectionActor, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND};
 use crate::actors::handshake::handshake;
+use crate::actors::reply::reply_channel;
 use crate::actors::rt;
 use crate::actors::shared::{NoticeHandler, Shared};
 use crate::api::config::{Config, Host};
@@ -50,6 +51,10 @@ impl std::fmt::Debug for Connection {
             .finish()
     }
 }
+
+/// Room for the message headers of one request, so encoding a typical
+/// request allocates once.
+const REQUEST_OVERHEAD: usize = 128;
 
 /// The actor future returned by [`Connection::connect_with_transport`]: run
 /// it on any executor; it finishes when the connection ends.
@@ -184,7 +189,7 @@ impl Connection {
 
     /// Sends an encoded request and returns its answer's messages.
     async fn request(&self, bytes: BytesMut) -> Result<Responses, PgError> {
-        let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_BOUND);
+        let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
         self.send(Command::Request {
             bytes,
             responses: tx,
@@ -205,7 +210,7 @@ impl Connection {
     /// types) still read as their Rust types, anything else reads as
     /// `String`.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, PgError> {
-        let mut bytes = BytesMut::new();
+        let mut bytes = BytesMut::with_capacity(sql.len() + REQUEST_OVERHEAD);
         frontend::query_extended(sql, &mut bytes)?;
         match collect(self.request(bytes).await?, None).await {
             Err(PgError::Server(db)) if is_multi_statement_refusal(&db) => {
@@ -218,7 +223,7 @@ impl Connection {
     /// Runs SQL through the simple query protocol (several statements
     /// allowed; text values; the last statement's result is returned).
     pub async fn simple_query(&self, sql: &str) -> Result<QueryResult, PgError> {
-        let mut bytes = BytesMut::new();
+        let mut bytes = BytesMut::with_capacity(sql.len() + REQUEST_OVERHEAD);
         frontend::simple_query(sql, &mut bytes)?;
         collect(self.request(bytes).await?, None).await
     }
@@ -273,7 +278,7 @@ impl Connection {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<QueryResult, PgError> {
         let statement = self.statement(statement).await?;
-        let mut bytes = BytesMut::new();
+        let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
         frontend::execute_statement(&statement.0.name, &statement.0.params, params, &mut bytes)?;
         let responses = self.request(bytes).await?;
         collect(responses, Some(statement.0.columns.clone())).await

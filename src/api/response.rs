@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use futures_channel::mpsc;
-use futures_util::StreamExt;
 use postgres_protocol::message::backend::Message;
 
 use crate::actors::connection::Chunk;
+use crate::actors::reply::ReplyReceiver;
 use crate::actors::shared::Shared;
 use crate::api::error::DbError;
 use crate::api::row::{Column, QueryResult, Row};
@@ -19,14 +18,14 @@ use crate::PgError;
 
 /// The backend messages answering one request, up to its ReadyForQuery.
 pub(crate) struct Responses {
-    rx: mpsc::Receiver<Chunk>,
+    rx: ReplyReceiver<Chunk>,
     chunk: BytesMut,
     shared: Arc<Shared>,
     done: bool,
 }
 
 impl Responses {
-    pub(crate) fn new(rx: mpsc::Receiver<Chunk>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(rx: ReplyReceiver<Chunk>, shared: Arc<Shared>) -> Self {
         Responses {
             rx,
             chunk: BytesMut::new(),
@@ -47,7 +46,7 @@ impl Responses {
             if self.done {
                 return Ok(None);
             }
-            match self.rx.next().await {
+            match self.rx.recv().await {
                 Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => return Err(e),
                 None => return Err(self.shared.gone()),

@@ -141,15 +141,26 @@ pub fn parse_frame(mut frame: BytesMut) -> Result<Message, PgError> {
 }
 
 /// Splits a buffer of complete frames into messages, in order.
+///
+/// The actor hands over only frames it has checked, but the header is
+/// checked again before postgres-protocol splits one off: it must never see
+/// an incomplete frame.
 pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgError> {
-    if frames.is_empty() {
+    let Some(&tag) = frames.first() else {
         return Ok(None);
-    }
+    };
+    let truncated = || PgError::Protocol("truncated message in a response chunk".into());
     match frame_len(frames, usize::MAX)? {
-        Some(len) if frames.len() >= len => parse_frame(frames.split_to(len)).map(Some),
-        _ => Err(PgError::Protocol(
-            "truncated message in a response chunk".into(),
-        )),
+        Some(len) if frames.len() >= len => {}
+        _ => return Err(truncated()),
+    }
+    match Message::parse(frames) {
+        Ok(Some(message)) => Ok(Some(message)),
+        Ok(None) => Err(truncated()),
+        Err(e) => Err(PgError::Protocol(format!(
+            "malformed message {:?} from the server: {e}",
+            char::from(tag)
+        ))),
     }
 }
 
