@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use futures_channel::{mpsc, oneshot};
+use futures_channel::oneshot;
 
+use crate::actors::mailbox::MailboxReceiver;
 use crate::actors::reply::{ReplySender, TrySendError};
-use futures_core::Stream;
 use postgres_protocol::message::backend::Message;
 
 use crate::actors::shared::{Notification, Shared};
@@ -95,7 +95,7 @@ enum Event {
 
 pub(crate) struct ConnectionActor<T> {
     transport: Arc<T>,
-    mailbox: mpsc::Receiver<Command>,
+    mailbox: MailboxReceiver<Command>,
     mailbox_done: bool,
     shared: Arc<Shared>,
     frames: FrameReader,
@@ -116,7 +116,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     pub(crate) fn new(
         transport: T,
         frames: FrameReader,
-        mailbox: mpsc::Receiver<Command>,
+        mailbox: MailboxReceiver<Command>,
         shared: Arc<Shared>,
         statement_cache_size: usize,
     ) -> Self {
@@ -231,7 +231,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         // carries all of them.
         let mut mailbox_closed = false;
         while !self.mailbox_done && self.outgoing.len() < WRITE_HIGH_WATER {
-            match Pin::new(&mut self.mailbox).poll_next(cx) {
+            match self.mailbox.poll_recv(cx) {
                 Poll::Ready(Some(command)) => self.accept(command),
                 Poll::Ready(None) => {
                     self.mailbox_done = true;
@@ -506,7 +506,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             }
         }
         self.mailbox.close();
-        while let Ok(command) = self.mailbox.try_recv() {
+        while let Some(command) = self.mailbox.try_recv() {
             match command {
                 Command::Request { responses, .. } => {
                     let _ = responses.try_send(Err(error.clone()));

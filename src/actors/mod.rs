@@ -2,6 +2,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod handshake;
+pub(crate) mod mailbox;
 pub(crate) mod reply;
 pub(crate) mod rt;
 pub(crate) mod shared;

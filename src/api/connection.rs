@@ -5,12 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use futures_channel::{mpsc, oneshot};
-use futures_util::SinkExt;
+use futures_channel::oneshot;
 use postgres_types::ToSql;
 
 use crate::actors::connection::{Command, ConnectionActor, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND};
 use crate::actors::handshake::handshake;
+use crate::actors::mailbox::{mailbox, MailboxSender};
 use crate::actors::reply::reply_channel;
 use crate::actors::rt;
 use crate::actors::shared::{NoticeHandler, Shared};
@@ -37,7 +37,7 @@ pub struct Connection {
 }
 
 struct Inner {
-    mailbox: mpsc::Sender<Command>,
+    mailbox: MailboxSender<Command>,
     shared: Arc<Shared>,
     backend_key: Option<(i32, i32)>,
     statements: StatementMemo,
@@ -153,7 +153,7 @@ impl Connection {
         for notice in &info.notices {
             shared.notice(notice);
         }
-        let (tx, rx) = mpsc::channel(MAILBOX_BOUND);
+        let (tx, rx) = mailbox(MAILBOX_BOUND);
         let actor = ConnectionActor::new(
             transport,
             frames,
@@ -180,8 +180,8 @@ impl Connection {
         if let Some(e) = self.shared().broken() {
             return Err(e);
         }
-        let mut mailbox = self.inner.mailbox.clone();
-        mailbox
+        self.inner
+            .mailbox
             .send(command)
             .await
             .map_err(|_| self.shared().gone())
