@@ -18,11 +18,10 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures_channel::oneshot;
+use postgres_protocol::message::backend::Message;
 
 use crate::actors::mailbox::MailboxReceiver;
 use crate::actors::reply::{ReplySender, TrySendError};
-use postgres_protocol::message::backend::Message;
-
 use crate::actors::shared::{Notification, Shared};
 use crate::actors::statements::StatementCache;
 use crate::api::error::DbError;
@@ -164,7 +163,10 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         // Bytes that arrived right behind ReadyForQuery during startup.
         self.process_frames()?;
         loop {
-            self.retire_statements()?;
+            // Once the handles are gone, Terminate frees every statement.
+            if !self.mailbox_done {
+                self.retire_statements()?;
+            }
             if self.mailbox_done
                 && self.in_flight.is_empty()
                 && self.outgoing.is_empty()
