@@ -1,71 +1,89 @@
 //! Native transports on tokio: TCP and Unix-domain sockets.
 //!
-//! Both use tokio's `&self` readiness API (`readable` + `try_read`,
-//! `writable` + `try_write`), which gives the concurrent, cancel-safe read
-//! and write the actor needs without splitting the socket.
+//! The socket is split into its read and write halves so a read and a write
+//! can be in progress together. Each half sits behind a mutex held only for
+//! one `poll_*` call (never across an await). Polling tokio's own
+//! `poll_read` matters: after a short read it marks the socket drained, so
+//! the next read waits for epoll instead of trying a `recv` that would only
+//! say EWOULDBLOCK (one wasted syscall per round trip with
+//! `readable()` + `try_read`).
 
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::AsyncTransport;
 
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// A connected native socket.
-#[derive(Debug)]
-pub(crate) enum TokioStream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
+pub(crate) struct TokioStream {
+    reader: Mutex<Reader>,
+    writer: Mutex<Writer>,
+}
+
+impl std::fmt::Debug for TokioStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokioStream")
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<Box<T>>) -> MutexGuard<'_, Box<T>> {
+    // Held for one poll call; a panic inside it cannot leave the socket
+    // half-updated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl TokioStream {
     pub(crate) async fn connect_tcp(host: &str, port: u16) -> io::Result<TokioStream> {
         let stream = TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
-        Ok(TokioStream::Tcp(stream))
+        let (reader, writer) = stream.into_split();
+        Ok(TokioStream::new(Box::new(reader), Box::new(writer)))
     }
 
     pub(crate) async fn connect_unix(path: &std::path::Path) -> io::Result<TokioStream> {
-        Ok(TokioStream::Unix(UnixStream::connect(path).await?))
+        let (reader, writer) = UnixStream::connect(path).await?.into_split();
+        Ok(TokioStream::new(Box::new(reader), Box::new(writer)))
+    }
+
+    fn new(reader: Reader, writer: Writer) -> TokioStream {
+        TokioStream {
+            reader: Mutex::new(reader),
+            writer: Mutex::new(writer),
+        }
     }
 }
 
-macro_rules! each_socket {
-    ($self:ident, $s:ident => $body:expr) => {
-        match $self {
-            TokioStream::Tcp($s) => $body,
-            TokioStream::Unix($s) => $body,
-        }
-    };
-}
-
+// Cancel safety: tokio's poll_read and poll_write move bytes only in the
+// poll that returns Ready, so a dropped future read or wrote nothing.
 impl AsyncTransport for TokioStream {
     async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            each_socket!(self, s => s.readable().await)?;
-            match each_socket!(self, s => s.try_read(buf)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
-        }
+        poll_fn(|cx| {
+            let mut buf = ReadBuf::new(buf);
+            let mut reader = lock(&self.reader);
+            Pin::new(&mut **reader)
+                .poll_read(cx, &mut buf)
+                .map_ok(|()| buf.filled().len())
+        })
+        .await
     }
 
     async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            each_socket!(self, s => s.writable().await)?;
-            match each_socket!(self, s => s.try_write(buf)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
-        }
+        poll_fn(|cx| Pin::new(&mut **lock(&self.writer)).poll_write(cx, buf)).await
     }
 
     async fn flush(&self) -> io::Result<()> {
-        Ok(())
+        poll_fn(|cx| Pin::new(&mut **lock(&self.writer)).poll_flush(cx)).await
     }
 
     async fn shutdown(&self) -> io::Result<()> {
-        let result =
-            each_socket!(self, s => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write));
+        let result = poll_fn(|cx| Pin::new(&mut **lock(&self.writer)).poll_shutdown(cx)).await;
         match result {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
