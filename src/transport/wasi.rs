@@ -19,6 +19,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 use wasip2::sockets::instance_network::instance_network;
@@ -44,6 +45,10 @@ pub(crate) struct WasiTcpStream {
     // pollables are the streams' children; both streams are the socket's.
     readable: AsyncPollable,
     input: InputStream,
+    /// The last read was short: the host had no more, so the next read
+    /// waits for readiness before asking (an empty read is a wasted host
+    /// call per round trip).
+    drained: AtomicBool,
     writable: AsyncPollable,
     output: OutputStream,
     socket: TcpSocket,
@@ -180,6 +185,7 @@ async fn connect_address(
     Ok(WasiTcpStream {
         readable: AsyncPollable::new(input.subscribe()),
         input,
+        drained: AtomicBool::new(false),
         writable: AsyncPollable::new(output.subscribe()),
         output,
         socket,
@@ -274,6 +280,9 @@ impl AsyncTransport for WasiTcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
+        if self.drained.load(Ordering::Relaxed) {
+            self.readable.wait_for().await;
+        }
         loop {
             // WASI reads never block: an empty result means "nothing yet",
             // not end of stream (that is `closed`).
@@ -285,6 +294,7 @@ impl AsyncTransport for WasiTcpStream {
                         io::Error::other("the WASI host returned more bytes than were asked for")
                     })?;
                     dest.copy_from_slice(&bytes);
+                    self.drained.store(n < buf.len(), Ordering::Relaxed);
                     return Ok(n);
                 }
                 Err(StreamError::Closed) => return Ok(0),
