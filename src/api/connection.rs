@@ -406,3 +406,27 @@ fn ssl_mode_name(mode: crate::SslMode) -> &'static str {
         VerifyFull => "verify-full",
     }
 }
+
+/// The API's promise (API.md): handles are `Clone + Send + Sync` and every
+/// future they return is `Send`, natively and on wasm32-wasip2. Never
+/// called; it fails to compile if a change breaks the promise.
+#[allow(dead_code)]
+fn handles_and_futures_are_send(conn: &Connection, config: &Config, stmt: &Statement) {
+    fn send<T: Send>(_: &T) {}
+    fn handle<T: Clone + Send + Sync + 'static>() {}
+    handle::<Connection>();
+    handle::<Config>();
+    handle::<Statement>();
+    handle::<PgError>();
+    send(&Connection::connect(config));
+    send(&conn.query(""));
+    send(&conn.simple_query(""));
+    send(&conn.prepare(""));
+    send(&conn.query_params("", &[&1i32]));
+    send(&conn.query_params(stmt, &[]));
+    send(&conn.execute_params("", &[]));
+    send(&conn.execute("", &[]));
+    send(&conn.query_one("", &[]));
+    send(&conn.query_opt("", &[]));
+    send(&conn.close());
+}
