@@ -514,9 +514,10 @@ impl Config {
         self.max_message_size = bytes;
         self
     }
-    /// Sets how many prepared statements the connection keeps (default 100;
-    /// 0 uses unnamed statements only, safe behind PgBouncer in transaction
-    /// mode).
+    /// Sets how many prepared statements the connection keeps (default 100).
+    /// With 0 nothing is cached: each `query_params` prepares a named
+    /// statement and closes it after use. (Unnamed statements only, for
+    /// PgBouncer in transaction mode, are not built yet.)
     pub fn statement_cache_size(mut self, size: usize) -> Self {
         self.statement_cache_size = size;
         self
