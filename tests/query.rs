@@ -298,3 +298,43 @@ fn admin_termination_breaks_every_request() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn without_a_statement_cache_nothing_stays_prepared() -> TestResult {
+    run(async {
+        let config = common::config()?.statement_cache_size(0);
+        let conn = wasi_pg_client::Connection::connect(&config).await?;
+        for i in 0..5i32 {
+            let row = conn.query_one("SELECT $1::int4 + 1", &[&i]).await?;
+            check_eq!(row.get::<_, i32>(0)?, i + 1);
+        }
+        // Each statement is closed once its caller dropped it, ahead of
+        // the next request.
+        let left: i64 = conn
+            .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+            .await?
+            .get(0)?;
+        // Only the count query's own statement, prepared to run it.
+        check_eq!(left, 1);
+        Ok(())
+    })
+}
+
+#[test]
+fn the_statement_cache_keeps_statements_for_reuse() -> TestResult {
+    run(async {
+        let conn = connect().await?;
+        for i in 0..5i32 {
+            conn.query_one("SELECT $1::int4 * 3", &[&i]).await?;
+        }
+        let names: i64 = conn
+            .query_one(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int4 * 3'",
+                &[],
+            )
+            .await?
+            .get(0)?;
+        check_eq!(names, 1);
+        Ok(())
+    })
+}

@@ -163,10 +163,6 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         // Bytes that arrived right behind ReadyForQuery during startup.
         self.process_frames()?;
         loop {
-            // Once the handles are gone, Terminate frees every statement.
-            if !self.mailbox_done {
-                self.retire_statements()?;
-            }
             if self.mailbox_done
                 && self.in_flight.is_empty()
                 && self.outgoing.is_empty()
@@ -229,6 +225,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        self.retire_statements();
         // Take every waiting request before starting a write, so one write
         // carries all of them.
         let mut mailbox_closed = false;
@@ -314,13 +311,19 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         });
     }
 
-    /// Queues Close for evicted statements nobody holds any more.
-    fn retire_statements(&mut self) -> Result<(), PgError> {
-        for name in self.statements.take_retired() {
-            frontend::close_statement(&name, &mut self.outgoing)?;
-            self.in_flight.push_back(InFlight::Internal);
+    /// Queues Close for evicted statements nobody holds any more, ahead of
+    /// the requests about to be taken from the mailbox. Once the handles
+    /// are gone, Terminate frees every statement anyway.
+    fn retire_statements(&mut self) {
+        if self.mailbox_done {
+            return;
         }
-        Ok(())
+        for name in self.statements.take_retired() {
+            // Our own names never hold a NUL, the only way this can fail.
+            if frontend::close_statement(&name, &mut self.outgoing).is_ok() {
+                self.in_flight.push_back(InFlight::Internal);
+            }
+        }
     }
 
     /// Routes every complete frame that has arrived.
