@@ -34,6 +34,7 @@ pub use api::connection::{Connection, ConnectionTask};
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
 pub use api::row::{Column, QueryResult, Row, RowIndex};
 pub use api::statement::{Statement, ToStatement};
+pub use api::tls_config::{AuthMethod, ChannelBinding, PemSource, RootCerts, SslNegotiation};
 pub use transport::AsyncTransport;
 
 /// postgres-types, re-exported: `ToSql`, `FromSql`, `Type` and friends, so

@@ -131,21 +131,6 @@ fn malformed_uri_names_the_bad_part() -> TestResult {
 }
 
 #[test]
-fn tls_modes_say_tls_is_not_there_yet() -> TestResult {
-    run(async {
-        let config = config_for("scram_user", Some("scram_secret"))?
-            .ssl_mode(wasi_pg_client::SslMode::VerifyFull);
-        let e = Connection::connect(&config)
-            .await
-            .err()
-            .ok_or("verify-full must fail")?;
-        check!(matches!(e, PgError::Tls(_)), "{e:?}");
-        check!(e.to_string().contains("sslmode=disable"), "{e}");
-        Ok(())
-    })
-}
-
-#[test]
 fn refused_port_fails_fast_as_io() -> TestResult {
     run(async {
         // A port nothing listens on: bind one, learn it, let it go.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::pgpass;
+use crate::api::tls_config::{ChannelBinding, PemSource, RequireAuth, RootCerts, SslNegotiation};
 use crate::PgError;
 
 /// libpq's `sslmode`: whether and how TLS is used.
@@ -94,6 +95,12 @@ pub struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) statement_cache_size: usize,
     pub(crate) passfile: Option<PathBuf>,
+    pub(crate) root_certs: RootCerts,
+    pub(crate) client_cert: Option<(PemSource, PemSource)>,
+    pub(crate) ssl_negotiation: SslNegotiation,
+    pub(crate) channel_binding: ChannelBinding,
+    pub(crate) require_auth: Option<RequireAuth>,
+    pub(crate) accept_invalid_certs: bool,
     explicit: Explicit,
 }
 
@@ -143,6 +150,12 @@ impl Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             statement_cache_size: DEFAULT_STATEMENT_CACHE_SIZE,
             passfile: None,
+            root_certs: RootCerts::default(),
+            client_cert: None,
+            ssl_negotiation: SslNegotiation::default(),
+            channel_binding: ChannelBinding::default(),
+            require_auth: None,
+            accept_invalid_certs: false,
             explicit: Explicit::default(),
         }
     }
@@ -582,6 +595,64 @@ impl Config {
     pub fn get_passfile(&self) -> Option<&std::path::Path> {
         self.passfile.as_deref()
     }
+
+    /// Sets the CA certificates the server's certificate must chain to
+    /// (`sslrootcert`; the default is the compiled-in Mozilla roots).
+    pub fn ssl_root_certs(mut self, roots: RootCerts) -> Self {
+        self.root_certs = roots;
+        self
+    }
+    /// Trusts only the CA certificates in these PEM bytes.
+    pub fn ssl_root_cert_pem(self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ssl_root_certs(RootCerts::Custom(PemSource::Pem(pem.into())))
+    }
+    /// Presents a client certificate (`sslcert`/`sslkey`), e.g. for `cert`
+    /// authentication. The key is never shown by `Debug`.
+    pub fn ssl_client_cert(mut self, cert: PemSource, key: PemSource) -> Self {
+        self.client_cert = Some((cert, key));
+        self
+    }
+    /// Sets how TLS is started (`sslnegotiation`).
+    pub fn ssl_negotiation(mut self, negotiation: SslNegotiation) -> Self {
+        self.ssl_negotiation = negotiation;
+        self
+    }
+    /// Sets whether SCRAM binds to the TLS channel (`channel_binding`).
+    pub fn channel_binding(mut self, mode: ChannelBinding) -> Self {
+        self.channel_binding = mode;
+        self
+    }
+    /// Restricts the authentication methods the server may ask for, with
+    /// libpq's `require_auth` syntax: `scram-sha-256`, `scram-sha-256,none`,
+    /// `!password,!md5`. Any other request is refused.
+    pub fn require_auth(mut self, spec: &str) -> Result<Self, PgError> {
+        self.require_auth = Some(RequireAuth::parse(spec)?);
+        Ok(self)
+    }
+    /// **Development only.** Accepts any server certificate (expired,
+    /// self-signed, for another host) while still encrypting: anyone on the
+    /// path can impersonate the server. Never enable this in production.
+    pub fn accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.accept_invalid_certs = accept;
+        self
+    }
+
+    /// The CA certificates the server is checked against.
+    pub fn get_ssl_root_certs(&self) -> &RootCerts {
+        &self.root_certs
+    }
+    /// How TLS is started.
+    pub fn get_ssl_negotiation(&self) -> SslNegotiation {
+        self.ssl_negotiation
+    }
+    /// The channel binding mode.
+    pub fn get_channel_binding(&self) -> ChannelBinding {
+        self.channel_binding
+    }
+    /// Whether any server certificate is accepted.
+    pub fn get_accept_invalid_certs(&self) -> bool {
+        self.accept_invalid_certs
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -600,6 +671,15 @@ impl std::fmt::Debug for Config {
             .field("max_message_size", &self.max_message_size)
             .field("statement_cache_size", &self.statement_cache_size)
             .field("passfile", &self.passfile)
+            .field("root_certs", &self.root_certs)
+            .field(
+                "client_cert",
+                &self.client_cert.as_ref().map(|(cert, _)| (cert, "<key>")),
+            )
+            .field("ssl_negotiation", &self.ssl_negotiation)
+            .field("channel_binding", &self.channel_binding)
+            .field("require_auth", &self.require_auth)
+            .field("accept_invalid_certs", &self.accept_invalid_certs)
             .finish()
     }
 }
@@ -668,6 +748,9 @@ struct Parser {
     source: Source,
     hostaddrs: Option<Vec<Host>>,
     fallback_application_name: Option<String>,
+    /// `sslcert` and `sslkey` only mean something together.
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
 }
 
 impl Parser {
@@ -677,6 +760,8 @@ impl Parser {
             source,
             hostaddrs: None,
             fallback_application_name: None,
+            ssl_cert: None,
+            ssl_key: None,
         }
     }
 
@@ -770,18 +855,56 @@ impl Parser {
                 }
                 self.config.max_message_size = size;
             }
+            "sslrootcert" => {
+                let text = self.text(key, value)?;
+                self.config.root_certs = match text {
+                    "system" => RootCerts::System,
+                    path => RootCerts::Custom(PemSource::File(PathBuf::from(path))),
+                };
+            }
+            "sslcert" => {
+                self.ssl_cert = Some(PathBuf::from(self.text(key, value)?));
+            }
+            "sslkey" => {
+                self.ssl_key = Some(PathBuf::from(self.text(key, value)?));
+            }
+            "sslnegotiation" => {
+                self.config.ssl_negotiation = match self.text(key, value)? {
+                    "postgres" => SslNegotiation::Postgres,
+                    "direct" => SslNegotiation::Direct,
+                    other => {
+                        return Err(config_error(format!(
+                            "invalid {} \"{other}\" (postgres or direct)",
+                            self.origin(key)
+                        )))
+                    }
+                };
+            }
+            "channel_binding" => {
+                self.config.channel_binding = match self.text(key, value)? {
+                    "disable" => ChannelBinding::Disable,
+                    "prefer" => ChannelBinding::Prefer,
+                    "require" => ChannelBinding::Require,
+                    other => {
+                        return Err(config_error(format!(
+                            "invalid {} \"{other}\" (disable, prefer or require)",
+                            self.origin(key)
+                        )))
+                    }
+                };
+            }
+            "require_auth" => {
+                self.config.require_auth = Some(RequireAuth::parse(self.text(key, value)?)?);
+            }
+            "accept_invalid_certs" => {
+                let text = self.text(key, value)?;
+                self.config.accept_invalid_certs = parse_bool(text, &self.origin(key))?;
+            }
             // Accepted so that connection strings written for libpq keep
-            // working, but ignored: the features behind them (client
-            // certificates, custom roots, direct TLS, channel binding, auth
-            // restrictions, session targeting, keepalive tuning, GSSAPI) are
-            // not built yet. Remove a key from this list when its feature lands.
-            "sslrootcert"
-            | "sslcert"
-            | "sslkey"
-            | "sslnegotiation"
-            | "channel_binding"
-            | "require_auth"
-            | "target_session_attrs"
+            // working, but ignored: the features behind them (session
+            // targeting, keepalive tuning, GSSAPI) are not built yet. Remove
+            // a key from this list when its feature lands.
+            "target_session_attrs"
             | "keepalives"
             | "keepalives_idle"
             | "keepalives_interval"
@@ -812,6 +935,17 @@ impl Parser {
             if let Some(fallback) = self.fallback_application_name.take() {
                 self.config.application_name = Some(fallback);
                 self.config.explicit.application_name_is_fallback = true;
+            }
+        }
+        match (self.ssl_cert.take(), self.ssl_key.take()) {
+            (Some(cert), Some(key)) => {
+                self.config.client_cert = Some((PemSource::File(cert), PemSource::File(key)));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(config_error(
+                    "sslcert and sslkey must be given together".to_string(),
+                ))
             }
         }
         check_port_count(&self.config)?;

@@ -21,7 +21,8 @@ use crate::api::statement::{Statement, StatementMemo, StatementRef, ToStatement}
 use crate::protocol::frontend;
 use crate::protocol::startup::StartupParams;
 use crate::transport::connect::{describe, open};
-use crate::{AsyncTransport, DbError, PgError};
+use crate::transport::negotiate::{negotiate, Attempt};
+use crate::{AsyncTransport, DbError, PgError, SslMode};
 
 /// A connection to PostgreSQL.
 ///
@@ -85,12 +86,17 @@ impl Connection {
                     .into(),
             ));
         }
-        check_tls(config)?;
         let default_host = [Host::Tcp("localhost".into())];
         let hosts = if config.hosts.is_empty() {
             &default_host[..]
         } else {
             &config.hosts[..]
+        };
+        // libpq's `allow`: plaintext first, TLS if the server refuses that.
+        let attempts: &[Attempt] = if config.ssl_mode == SslMode::Allow {
+            &[Attempt::PlainFirst, Attempt::AsConfigured]
+        } else {
+            &[Attempt::AsConfigured]
         };
         let mut last_error = None;
         for (i, host) in hosts.iter().enumerate() {
@@ -100,34 +106,38 @@ impl Connection {
                 many => many.get(i).copied().unwrap_or(5432),
             };
             let target = describe(host, port);
-            let attempt = async {
-                let socket = open(host, port).await?;
-                Connection::connect_with_transport(config, socket).await
-            };
-            match rt::timeout(
-                config.connect_timeout,
-                &format!("connecting to {target}"),
-                attempt,
-            )
-            .await
-            {
-                Ok(Ok((conn, task))) => {
-                    rt::spawn(task);
-                    return Ok(conn);
-                }
-                Ok(Err(e)) | Err(e) => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(%target, error = %e, "connection attempt failed");
-                    last_error = Some(e);
+            for &attempt in attempts {
+                let connecting = async {
+                    let socket = open(host, port).await?;
+                    Connection::start(config, socket, host, attempt).await
+                };
+                let what = format!("connecting to {target}");
+                match rt::timeout(config.connect_timeout, &what, connecting).await {
+                    Ok(Ok((conn, task))) => {
+                        rt::spawn(task);
+                        return Ok(conn);
+                    }
+                    Ok(Err(e)) | Err(e) => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(%target, error = %e, "connection attempt failed");
+                        let refused =
+                            matches!(&e, PgError::Server(db) if db.code.starts_with("28"));
+                        last_error = Some(e);
+                        if !(attempt == Attempt::PlainFirst && refused) {
+                            break;
+                        }
+                    }
                 }
             }
         }
         Err(last_error.unwrap_or_else(|| PgError::Config("no host to connect to".into())))
     }
 
-    /// Authenticates over a stream you opened yourself, and returns the
-    /// handle plus the actor future. Run the future on your executor (it is
-    /// `Send`); the handle works once it runs.
+    /// Negotiates TLS (per `sslmode`), authenticates over a stream you
+    /// opened yourself, and returns the handle plus the actor future. Run
+    /// the future on your executor (it is `Send`); the handle works once it
+    /// runs. The first configured host (default `localhost`) is the name a
+    /// server certificate is checked against.
     ///
     /// This is how a user of another executor drives the actor, and how
     /// tests talk to a fake server over [`transport::memory`](crate::transport::memory).
@@ -135,7 +145,23 @@ impl Connection {
         config: &Config,
         transport: T,
     ) -> Result<(Connection, ConnectionTask), PgError> {
-        check_tls(config)?;
+        let localhost = Host::Tcp("localhost".into());
+        let host = config.hosts.first().unwrap_or(&localhost);
+        let attempt = if config.ssl_mode == SslMode::Allow {
+            Attempt::PlainFirst
+        } else {
+            Attempt::AsConfigured
+        };
+        Connection::start(config, transport, host, attempt).await
+    }
+
+    async fn start<T: AsyncTransport>(
+        config: &Config,
+        transport: T,
+        host: &Host,
+        attempt: Attempt,
+    ) -> Result<(Connection, ConnectionTask), PgError> {
+        let stream = negotiate(transport, config, host, attempt).await?;
         let params = StartupParams {
             user: config
                 .user
@@ -146,16 +172,19 @@ impl Connection {
             application_name: config.application_name.clone(),
             options: config.options.clone(),
             allow_insecure_auth: config.allow_insecure_auth,
-            encrypted: false,
+            encrypted: stream.is_encrypted(),
+            channel_binding: stream.channel_binding(),
+            channel_binding_mode: config.channel_binding,
+            require_auth: config.require_auth.clone(),
         };
-        let (info, frames) = handshake(&transport, params, config.max_message_size).await?;
+        let (info, frames) = handshake(&stream, params, config.max_message_size).await?;
         let shared = Arc::new(Shared::new(info.parameters));
         for notice in &info.notices {
             shared.notice(notice);
         }
         let (tx, rx) = mailbox(MAILBOX_BOUND);
         let actor = ConnectionActor::new(
-            transport,
+            stream,
             frames,
             rx,
             shared.clone(),
@@ -382,29 +411,6 @@ impl Connection {
 
 fn is_multi_statement_refusal(db: &DbError) -> bool {
     db.code == "42601" && db.message.contains("cannot insert multiple commands")
-}
-
-fn check_tls(config: &Config) -> Result<(), PgError> {
-    if config.ssl_mode.requires_tls() {
-        return Err(PgError::Tls(format!(
-            "sslmode={} needs TLS, which this version of wasi-pg-client does not implement yet; \
-             connect with sslmode=disable (or prefer/allow, which use plaintext here)",
-            ssl_mode_name(config.ssl_mode)
-        )));
-    }
-    Ok(())
-}
-
-fn ssl_mode_name(mode: crate::SslMode) -> &'static str {
-    use crate::SslMode::*;
-    match mode {
-        Disable => "disable",
-        Allow => "allow",
-        Prefer => "prefer",
-        Require => "require",
-        VerifyCa => "verify-ca",
-        VerifyFull => "verify-full",
-    }
 }
 
 /// The API's promise (API.md): handles are `Clone + Send + Sync` and every

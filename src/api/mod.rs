@@ -7,3 +7,4 @@ pub(crate) mod pgpass;
 pub(crate) mod response;
 pub(crate) mod row;
 pub(crate) mod statement;
+pub(crate) mod tls_config;

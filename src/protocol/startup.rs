@@ -13,6 +13,7 @@ use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 
 use crate::api::error::DbError;
+use crate::api::tls_config::{AuthMethod, ChannelBinding, RequireAuth};
 use crate::PgError;
 
 /// What the user configured that startup needs.
@@ -26,6 +27,11 @@ pub(crate) struct StartupParams {
     pub(crate) allow_insecure_auth: bool,
     /// Whether the byte stream is encrypted (TLS).
     pub(crate) encrypted: bool,
+    /// tls-server-end-point data when TLS is on and it can be computed.
+    #[cfg_attr(not(feature = "scram"), allow(dead_code))]
+    pub(crate) channel_binding: Option<Vec<u8>>,
+    pub(crate) channel_binding_mode: ChannelBinding,
+    pub(crate) require_auth: Option<RequireAuth>,
 }
 
 /// What the server told us during startup.
@@ -55,6 +61,11 @@ pub(crate) enum Progress {
 pub(crate) struct Startup {
     params: StartupParams,
     state: State,
+    /// The server asked for some authentication (so AuthenticationOk is not
+    /// "none").
+    asked: bool,
+    /// SCRAM-SHA-256-PLUS was used.
+    bound: bool,
     pub(crate) info: SessionInfo,
 }
 
@@ -77,9 +88,18 @@ impl Startup {
         }
         frontend::startup_message(pairs.iter().copied(), out)
             .map_err(|e| PgError::Config(format!("startup parameters cannot be sent: {e}")))?;
+        if params.channel_binding_mode == ChannelBinding::Require && !params.encrypted {
+            return Err(PgError::Auth(
+                "channel_binding=require, but the connection is not encrypted: use sslmode=require \
+                 or stronger"
+                    .into(),
+            ));
+        }
         Ok(Startup {
             params,
             state: State::Authenticating,
+            asked: false,
+            bound: false,
             info: SessionInfo::default(),
         })
     }
@@ -91,6 +111,28 @@ impl Startup {
                 self.params.user
             ))
         })
+    }
+
+    /// libpq's `require_auth` and `channel_binding=require` checks, made
+    /// before answering (or accepting) an authentication request.
+    fn check_method(&mut self, method: AuthMethod, name: &str) -> Result<(), PgError> {
+        if let Some(required) = &self.params.require_auth {
+            if !required.allows(method) {
+                return Err(PgError::Auth(format!(
+                    "the server asked for {name} authentication, which require_auth does not allow"
+                )));
+            }
+        }
+        if self.params.channel_binding_mode == ChannelBinding::Require
+            && method != AuthMethod::ScramSha256
+        {
+            return Err(PgError::Auth(format!(
+                "channel_binding=require, but the server asked for {name} authentication, \
+                 which has no channel binding"
+            )));
+        }
+        self.asked |= method != AuthMethod::None;
+        Ok(())
     }
 
     fn refuse_insecure(&self, method: &str) -> Result<(), PgError> {
@@ -142,19 +184,33 @@ impl Startup {
                         "the server ended SCRAM without its final message".into(),
                     ));
                 }
+                if !self.asked {
+                    // trust, or a client certificate alone
+                    self.check_method(AuthMethod::None, "no")?;
+                }
+                if self.params.channel_binding_mode == ChannelBinding::Require && !self.bound {
+                    return Err(PgError::Auth(
+                        "channel_binding=require, but the server authenticated without \
+                         channel binding"
+                            .into(),
+                    ));
+                }
                 self.state = State::Authenticated;
             }
             Message::AuthenticationCleartextPassword => {
                 self.expect_authenticating("a cleartext password")?;
+                self.check_method(AuthMethod::Password, "cleartext password")?;
                 self.refuse_insecure("cleartext password")?;
                 frontend::password_message(self.password()?, out).map_err(send_err)?;
             }
             Message::AuthenticationMd5Password(body) => {
                 self.expect_authenticating("an MD5 password")?;
+                self.check_method(AuthMethod::Md5, "MD5 password")?;
                 self.md5(body.salt(), out)?;
             }
             Message::AuthenticationSasl(body) => {
                 self.expect_authenticating("SASL")?;
+                self.check_method(AuthMethod::ScramSha256, "SCRAM-SHA-256")?;
                 let mut mechanisms = Vec::new();
                 let mut iter = body.mechanisms();
                 while let Some(m) = iter.next().map_err(bad_message)? {
@@ -222,16 +278,43 @@ impl Startup {
 
     #[cfg(feature = "scram")]
     fn sasl_start(&mut self, mechanisms: &[String], out: &mut BytesMut) -> Result<(), PgError> {
-        use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
-        if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
-            return Err(PgError::Auth(format!(
-                "the server offered SASL mechanisms {mechanisms:?}, none of which this client supports"
-            )));
-        }
-        // Without TLS there is nothing to bind to; the server may offer
-        // -PLUS only over TLS, so "unsupported" (GS2 flag n) is exact.
-        let scram = ScramSha256::new(self.password()?, ChannelBinding::unsupported());
-        frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), out)
+        use postgres_protocol::authentication::sasl::{
+            ChannelBinding as Gs2, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+        };
+        let offers = |m: &str| mechanisms.iter().any(|o| o == m);
+        let binding = match self.params.channel_binding_mode {
+            ChannelBinding::Disable => None,
+            _ => self.params.channel_binding.clone(),
+        };
+        let (mechanism, gs2) = match binding {
+            Some(data) if offers(SCRAM_SHA_256_PLUS) => {
+                self.bound = true;
+                (SCRAM_SHA_256_PLUS, Gs2::tls_server_end_point(data))
+            }
+            _ if self.params.channel_binding_mode == ChannelBinding::Require => {
+                return Err(PgError::Auth(format!(
+                    "channel_binding=require, but the server offered only {mechanisms:?} \
+                     (no SCRAM-SHA-256-PLUS){}",
+                    if self.params.channel_binding.is_none() {
+                        "; this server certificate's signature algorithm has no binding hash"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            // We could bind but the server does not offer it: GS2 flag `y`
+            // (RFC 5802), so a downgrade by a man in the middle is caught.
+            Some(_) if offers(SCRAM_SHA_256) => (SCRAM_SHA_256, Gs2::unrequested()),
+            _ if offers(SCRAM_SHA_256) => (SCRAM_SHA_256, Gs2::unsupported()),
+            _ => {
+                return Err(PgError::Auth(format!(
+                    "the server offered SASL mechanisms {mechanisms:?}, none of which this \
+                     client supports"
+                )))
+            }
+        };
+        let scram = ScramSha256::new(self.password()?, gs2);
+        frontend::sasl_initial_response(mechanism, scram.message(), out)
             .map_err(|e| PgError::Auth(format!("cannot send credentials: {e}")))?;
         self.state = State::Scram(Box::new(scram));
         Ok(())

@@ -9,8 +9,13 @@
 use std::future::Future;
 use std::io;
 
+#[cfg(feature = "tls")]
+pub(crate) mod channel_binding;
 pub(crate) mod connect;
 pub mod memory;
+pub(crate) mod negotiate;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 #[cfg(all(not(target_arch = "wasm32"), feature = "tokio-transport"))]
 pub(crate) mod tokio;
 #[cfg(target_arch = "wasm32")]
