@@ -29,6 +29,7 @@ mod protocol;
 pub mod transport;
 
 pub use actors::shared::Notification;
+pub use api::cancel::CancelToken;
 pub use api::config::{Config, Host, SslMode};
 pub use api::connection::{Connection, ConnectionTask};
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};

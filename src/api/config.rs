@@ -101,6 +101,7 @@ pub struct Config {
     pub(crate) channel_binding: ChannelBinding,
     pub(crate) require_auth: Option<RequireAuth>,
     pub(crate) accept_invalid_certs: bool,
+    pub(crate) query_timeout: Option<Duration>,
     explicit: Explicit,
 }
 
@@ -156,6 +157,7 @@ impl Config {
             channel_binding: ChannelBinding::default(),
             require_auth: None,
             accept_invalid_certs: false,
+            query_timeout: None,
             explicit: Explicit::default(),
         }
     }
@@ -637,6 +639,19 @@ impl Config {
         self
     }
 
+    /// Fails each query that runs longer than `limit` with
+    /// `PgError::Timeout`, after asking the server to cancel it (a client
+    /// side `statement_timeout` that also covers a stuck network).
+    /// `Connection::with_query_timeout` sets it per handle.
+    pub fn query_timeout(mut self, limit: Duration) -> Self {
+        self.query_timeout = Some(limit);
+        self
+    }
+    /// The query timeout.
+    pub fn get_query_timeout(&self) -> Option<Duration> {
+        self.query_timeout
+    }
+
     /// The CA certificates the server is checked against.
     pub fn get_ssl_root_certs(&self) -> &RootCerts {
         &self.root_certs
@@ -680,6 +695,7 @@ impl std::fmt::Debug for Config {
             .field("channel_binding", &self.channel_binding)
             .field("require_auth", &self.require_auth)
             .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .field("query_timeout", &self.query_timeout)
             .finish()
     }
 }
@@ -895,6 +911,22 @@ impl Parser {
             }
             "require_auth" => {
                 self.config.require_auth = Some(RequireAuth::parse(self.text(key, value)?)?);
+            }
+            // Seconds, decimals allowed; 0 means none (like connect_timeout).
+            "query_timeout" => {
+                let text = self.text(key, value)?;
+                let seconds: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| {
+                        config_error(format!(
+                            "invalid {} \"{text}\" (seconds, e.g. 2.5)",
+                            self.origin(key)
+                        ))
+                    })?;
+                self.config.query_timeout =
+                    (seconds > 0.0).then(|| Duration::from_secs_f64(seconds));
             }
             "accept_invalid_certs" => {
                 let text = self.text(key, value)?;

@@ -3,17 +3,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_channel::oneshot;
 use postgres_types::ToSql;
 
+use crate::actors::cancel::{CancelService, CancelTarget};
 use crate::actors::connection::{Command, ConnectionActor, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND};
 use crate::actors::handshake::handshake;
 use crate::actors::mailbox::{mailbox, MailboxSender};
 use crate::actors::reply::reply_channel;
 use crate::actors::rt;
 use crate::actors::shared::{NoticeHandler, Shared};
+use crate::api::cancel::CancelToken;
 use crate::api::config::{Config, Host};
 use crate::api::response::{collect, Responses};
 use crate::api::row::{QueryResult, Row};
@@ -35,6 +38,8 @@ use crate::{AsyncTransport, DbError, PgError, SslMode};
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
+    /// Per handle, so `with_query_timeout` views share one connection.
+    query_timeout: Option<Duration>,
 }
 
 struct Inner {
@@ -42,6 +47,7 @@ struct Inner {
     shared: Arc<Shared>,
     backend_key: Option<(i32, i32)>,
     statements: StatementMemo,
+    cancel: CancelToken,
 }
 
 impl std::fmt::Debug for Connection {
@@ -109,7 +115,7 @@ impl Connection {
             for &attempt in attempts {
                 let connecting = async {
                     let socket = open(host, port).await?;
-                    Connection::start(config, socket, host, attempt).await
+                    Connection::start(config, socket, host, attempt, Some(port)).await
                 };
                 let what = format!("connecting to {target}");
                 match rt::timeout(config.connect_timeout, &what, connecting).await {
@@ -152,16 +158,20 @@ impl Connection {
         } else {
             Attempt::AsConfigured
         };
-        Connection::start(config, transport, host, attempt).await
+        Connection::start(config, transport, host, attempt, None).await
     }
 
+    /// `port` is known when we opened the socket ourselves; only then can a
+    /// cancel request reach the same server.
     async fn start<T: AsyncTransport>(
         config: &Config,
         transport: T,
         host: &Host,
         attempt: Attempt,
+        port: Option<u16>,
     ) -> Result<(Connection, ConnectionTask), PgError> {
         let stream = negotiate(transport, config, host, attempt).await?;
+        let encrypted = stream.is_encrypted();
         let params = StartupParams {
             user: config
                 .user
@@ -172,7 +182,7 @@ impl Connection {
             application_name: config.application_name.clone(),
             options: config.options.clone(),
             allow_insecure_auth: config.allow_insecure_auth,
-            encrypted: stream.is_encrypted(),
+            encrypted,
             channel_binding: stream.channel_binding(),
             channel_binding_mode: config.channel_binding,
             require_auth: config.require_auth.clone(),
@@ -190,13 +200,33 @@ impl Connection {
             shared.clone(),
             config.statement_cache_size,
         );
+        let target = match (port, info.backend_key) {
+            (Some(port), Some((process_id, secret_key))) => Some(Arc::new(CancelTarget {
+                config: config.clone(),
+                host: host.clone(),
+                port,
+                attempt: if encrypted {
+                    Attempt::AsConfigured
+                } else {
+                    Attempt::PlainFirst
+                },
+                process_id,
+                secret_key,
+            })),
+            _ => None,
+        };
         let conn = Connection {
             inner: Arc::new(Inner {
                 mailbox: tx,
                 shared,
                 backend_key: info.backend_key,
                 statements: StatementMemo::new(config.statement_cache_size),
+                cancel: CancelToken {
+                    service: CancelService::spawn(),
+                    target,
+                },
             }),
+            query_timeout: config.query_timeout,
         };
         Ok((conn, Box::pin(actor.run())))
     }
@@ -239,22 +269,74 @@ impl Connection {
     /// types) still read as their Rust types, anything else reads as
     /// `String`.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, PgError> {
-        let mut bytes = BytesMut::with_capacity(sql.len() + REQUEST_OVERHEAD);
-        frontend::query_extended(sql, &mut bytes)?;
-        match collect(self.request(bytes).await?, None).await {
-            Err(PgError::Server(db)) if is_multi_statement_refusal(&db) => {
-                self.simple_query(sql).await
+        self.timed(async {
+            let mut bytes = BytesMut::with_capacity(sql.len() + REQUEST_OVERHEAD);
+            frontend::query_extended(sql, &mut bytes)?;
+            match collect(self.request(bytes).await?, None).await {
+                Err(PgError::Server(db)) if is_multi_statement_refusal(&db) => {
+                    self.simple_query_untimed(sql).await
+                }
+                other => other,
             }
-            other => other,
-        }
+        })
+        .await
     }
 
     /// Runs SQL through the simple query protocol (several statements
     /// allowed; text values; the last statement's result is returned).
     pub async fn simple_query(&self, sql: &str) -> Result<QueryResult, PgError> {
+        self.timed(self.simple_query_untimed(sql)).await
+    }
+
+    async fn simple_query_untimed(&self, sql: &str) -> Result<QueryResult, PgError> {
         let mut bytes = BytesMut::with_capacity(sql.len() + REQUEST_OVERHEAD);
         frontend::simple_query(sql, &mut bytes)?;
         collect(self.request(bytes).await?, None).await
+    }
+
+    /// Runs `call` under this handle's query timeout: when it fires, the
+    /// server is asked to cancel (so the query does not run on unseen) and
+    /// the call fails with `PgError::Timeout`.
+    async fn timed<T, F>(&self, call: F) -> Result<T, PgError>
+    where
+        F: Future<Output = Result<T, PgError>>,
+    {
+        let Some(limit) = self.query_timeout else {
+            return call.await;
+        };
+        match rt::timeout(Some(limit), "the query", call).await {
+            Ok(result) => result,
+            Err(timeout) => {
+                if let Err(_e) = self.cancel_token().cancel().await {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_e, "cancelling a timed-out query failed");
+                }
+                Err(timeout)
+            }
+        }
+    }
+
+    /// A handle to the same connection whose calls fail with
+    /// `PgError::Timeout` after `limit`, cancelling the query on the server
+    /// (the per-call form of `Config::query_timeout`).
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &wasi_pg_client::Connection) -> Result<(), wasi_pg_client::PgError> {
+    /// use std::time::Duration;
+    /// let rows = conn.with_query_timeout(Duration::from_secs(2)).query("SELECT 1").await?;
+    /// # let _ = rows; Ok(()) }
+    /// ```
+    pub fn with_query_timeout(&self, limit: Duration) -> Connection {
+        Connection {
+            inner: self.inner.clone(),
+            query_timeout: Some(limit),
+        }
+    }
+
+    /// A token that cancels whatever this connection is running; see
+    /// [`CancelToken`].
+    pub fn cancel_token(&self) -> CancelToken {
+        self.inner.cancel.clone()
     }
 
     /// Prepares `sql` (or takes it from the connection's statement cache).
@@ -306,11 +388,19 @@ impl Connection {
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<QueryResult, PgError> {
-        let statement = self.statement(statement).await?;
-        let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
-        frontend::execute_statement(&statement.0.name, &statement.0.params, params, &mut bytes)?;
-        let responses = self.request(bytes).await?;
-        collect(responses, Some(statement.0.columns.clone())).await
+        self.timed(async {
+            let statement = self.statement(statement).await?;
+            let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
+            frontend::execute_statement(
+                &statement.0.name,
+                &statement.0.params,
+                params,
+                &mut bytes,
+            )?;
+            let responses = self.request(bytes).await?;
+            collect(responses, Some(statement.0.columns.clone())).await
+        })
+        .await
     }
 
     /// Runs a statement with parameters; the result's `rows_affected()`
@@ -435,4 +525,6 @@ fn handles_and_futures_are_send(conn: &Connection, config: &Config, stmt: &State
     send(&conn.query_one("", &[]));
     send(&conn.query_opt("", &[]));
     send(&conn.close());
+    handle::<CancelToken>();
+    send(&conn.cancel_token().cancel());
 }

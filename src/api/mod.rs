@@ -1,5 +1,6 @@
 //! What users hold: thin handles that build requests and send them to actors.
 
+pub(crate) mod cancel;
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod error;
