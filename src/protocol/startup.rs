@@ -47,6 +47,10 @@ enum State {
     Authenticating,
     #[cfg(feature = "scram")]
     Scram(Box<postgres_protocol::authentication::sasl::ScramSha256>),
+    /// The server proved it knows the password; only AuthenticationOk may
+    /// follow (never a second, weaker method).
+    #[cfg(feature = "scram")]
+    ScramVerified,
     /// Authenticated; collecting parameters until ReadyForQuery.
     Authenticated,
 }
@@ -353,8 +357,7 @@ impl Startup {
         scram.finish(data).map_err(|e| {
             PgError::Auth(format!("the server's SCRAM signature did not verify: {e}"))
         })?;
-        // AuthenticationOk follows.
-        self.state = State::Authenticating;
+        self.state = State::ScramVerified;
         Ok(())
     }
 
