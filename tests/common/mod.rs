@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod fake_tls;
 
 use std::future::Future;
 use std::time::Duration;
