@@ -173,13 +173,15 @@ impl Config {
     /// parameters use libpq's names: `host`, `hostaddr`, `port`, `user`,
     /// `password`, `dbname`, `sslmode`, `application_name`,
     /// `fallback_application_name`, `connect_timeout`, `options`,
-    /// `passfile`, plus this crate's `allow_insecure_auth`,
-    /// `statement_cache_size` and `max_message_size`. `ssl=true` means
-    /// `sslmode=require`, as in libpq. Options for features this crate does
-    /// not have yet (`sslrootcert`, `sslcert`, `sslkey`, `sslnegotiation`,
-    /// `channel_binding`, `require_auth`, `target_session_attrs`,
-    /// `keepalives*`, `gssencmode`, `sslcompression`) are accepted and
-    /// ignored; any other name is an error.
+    /// `passfile`, `sslrootcert` (a file, or `system`), `sslcert` and
+    /// `sslkey` (files, given together), `sslnegotiation`,
+    /// `channel_binding`, `require_auth`, plus this crate's
+    /// `allow_insecure_auth`, `accept_invalid_certs`, `query_timeout`
+    /// (seconds), `statement_cache_size` and `max_message_size`. `ssl=true`
+    /// means `sslmode=require`, as in libpq. Options for features this crate
+    /// does not have yet (`target_session_attrs`, `keepalives*`,
+    /// `gssencmode`, `sslcompression`) are accepted and ignored; any other
+    /// name is an error.
     ///
     /// A string that does not start with a URI scheme is parsed with
     /// [`Config::from_conninfo`].
@@ -1602,8 +1604,7 @@ mod tests {
     #[test]
     fn ignored_and_fallback_options() {
         let c = parse(
-            "postgresql://h/db?sslrootcert=%2Fca.pem&sslcert=c&sslkey=k&sslnegotiation=direct\
-             &channel_binding=require&require_auth=scram-sha-256&target_session_attrs=read-write\
+            "postgresql://h/db?target_session_attrs=read-write\
              &keepalives=1&keepalives_idle=5&keepalives_interval=5&keepalives_count=3\
              &gssencmode=disable&sslcompression=0&fallback_application_name=fb",
         );
@@ -1615,6 +1616,40 @@ mod tests {
         // libpq sends an empty application_name as if unset, so the fallback applies.
         let c = parse("application_name='' fallback_application_name=fb");
         assert_eq!(c.get_application_name(), Some("fb"));
+    }
+
+    #[test]
+    fn tls_options() {
+        let c = parse(
+            "postgresql://h/db?sslrootcert=%2Fca.pem&sslcert=c.pem&sslkey=k.pem\
+             &sslnegotiation=direct&channel_binding=require&require_auth=scram-sha-256\
+             &accept_invalid_certs=true&query_timeout=2.5",
+        );
+        assert_eq!(
+            c.get_ssl_root_certs(),
+            &RootCerts::Custom(PemSource::File(PathBuf::from("/ca.pem")))
+        );
+        assert_eq!(
+            c.client_cert,
+            Some((
+                PemSource::File("c.pem".into()),
+                PemSource::File("k.pem".into())
+            ))
+        );
+        assert_eq!(c.get_ssl_negotiation(), SslNegotiation::Direct);
+        assert_eq!(c.get_channel_binding(), ChannelBinding::Require);
+        assert!(c.require_auth.is_some());
+        assert!(c.get_accept_invalid_certs());
+        assert_eq!(c.get_query_timeout(), Some(Duration::from_millis(2500)));
+        assert_eq!(
+            parse("sslrootcert=system").get_ssl_root_certs(),
+            &RootCerts::System
+        );
+        assert_error_names("sslcert=c.pem", &["sslcert and sslkey"]);
+        assert_error_names("sslnegotiation=fast", &["sslnegotiation", "\"fast\""]);
+        assert_error_names("channel_binding=maybe", &["channel_binding", "\"maybe\""]);
+        assert_error_names("require_auth=gss", &["\"gss\""]);
+        assert_error_names("query_timeout=soon", &["query_timeout", "\"soon\""]);
     }
 
     #[test]
