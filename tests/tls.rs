@@ -494,3 +494,33 @@ fn query_timeout_fails_the_call_and_cancels_on_the_server() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn system_roots_are_the_platforms_natively_and_refused_on_wasi() -> TestResult {
+    run(async {
+        let config = tls_config(
+            "127.0.0.1",
+            "scram_user",
+            Some("scram_secret"),
+            SslMode::VerifyFull,
+        )?
+        .ssl_root_certs(RootCerts::System);
+        let e = Connection::connect(&config)
+            .await
+            .err()
+            .ok_or("the test CA is in no system store")?;
+        if cfg!(target_arch = "wasm32") {
+            check!(matches!(e, PgError::Config(_)), "{e:?}");
+            check!(e.to_string().contains("no platform trust store"), "{e}");
+        } else {
+            // The platform's roots load, and do not vouch for the test CA
+            // (or the machine has none, which says so).
+            check!(matches!(e, PgError::Tls(_)), "{e:?}");
+            check!(
+                e.to_string().contains("UnknownIssuer") || e.to_string().contains("trust store"),
+                "{e}"
+            );
+        }
+        Ok(())
+    })
+}
