@@ -26,6 +26,7 @@
 mod actors;
 mod api;
 mod protocol;
+mod sync;
 pub mod transport;
 
 pub use actors::shared::Notification;

@@ -29,9 +29,7 @@ struct Shared<T>(Mutex<State<T>>);
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Every critical section is one push, pop or counter update; a panic
-        // inside one cannot leave the state half-updated.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 

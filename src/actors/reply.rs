@@ -28,9 +28,7 @@ struct Channel<T>(Mutex<State<T>>);
 
 impl<T> Channel<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Every critical section is one push, pop or flag; a panic inside
-        // one cannot leave the queue half-updated.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 

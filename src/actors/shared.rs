@@ -5,7 +5,9 @@
 //! Locks here are held only for a copy or an insert, never across an await.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use crate::sync::lock;
 
 use crate::api::error::DbError;
 use crate::PgError;
@@ -34,12 +36,6 @@ pub(crate) struct Shared {
     broken: OnceLock<PgError>,
     notice_handler: RwLock<Option<NoticeHandler>>,
     notifications: Mutex<VecDeque<Notification>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here is a single insert or copy: a panic inside
-    // one cannot leave the data half-updated, so a poisoned lock is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {

@@ -97,9 +97,7 @@ impl StatementMemo {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Statement>> {
-        // Held only for one lookup or insert; a panic cannot leave the map
-        // half-updated.
-        self.statements.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.statements)
     }
 
     pub(crate) fn get(&self, sql: &str) -> Option<Statement> {

@@ -29,11 +29,7 @@ struct SharedPipe(Mutex<Pipe>);
 
 impl SharedPipe {
     fn lock(&self) -> MutexGuard<'_, Pipe> {
-        // A panic while holding this lock cannot leave the pipe inconsistent
-        // (every update is a single push/drain), so a poisoned lock is usable.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {

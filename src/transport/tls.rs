@@ -120,23 +120,25 @@ pub(crate) fn client_config(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error("TLS setup", e))?;
+    let webpki = |config: &Config| {
+        let roots = Arc::new(root_store(&config.root_certs)?);
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| tls_error("TLS setup", e))
+    };
     let builder = match verification {
-        Verification::None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider()))),
-        Verification::Chain | Verification::Full => {
-            let roots = Arc::new(root_store(&config.root_certs)?);
-            let webpki =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
-                    .build()
-                    .map_err(|e| tls_error("TLS setup", e))?;
-            if verification == Verification::Full {
-                builder.with_webpki_verifier(webpki)
-            } else {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-            }
+        Verification::Full => builder.with_webpki_verifier(webpki(config)?),
+        Verification::Chain | Verification::None => {
+            let chain = match verification {
+                Verification::Chain => Some(webpki(config)?),
+                _ => None,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(RelaxedVerifier {
+                    chain,
+                    provider: provider(),
+                }))
         }
     };
     let mut tls = match &config.client_cert {
@@ -160,11 +162,18 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, PgError> {
         .map_err(|_| PgError::Config(format!("\"{host}\" is not a valid host name for TLS")))
 }
 
-/// `verify-ca`: webpki's chain check, without the name check.
+/// The verifier for the modes webpki alone does not cover: `verify-ca`
+/// (webpki's chain check without the name check) and no check at all. The
+/// handshake signatures are verified either way, so the session is bound to
+/// the presented certificate's key.
 #[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+struct RelaxedVerifier {
+    /// `None`: accept any certificate.
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for RelaxedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -173,10 +182,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. },
@@ -190,7 +199,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -198,57 +208,13 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// No certificate check; the handshake signatures are still verified, so
-/// the session is at least bound to the presented certificate's key.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -300,8 +266,7 @@ fn to_io(e: rustls::Error) -> io::Error {
 
 impl<T: AsyncTransport> TlsStream<T> {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Held between awaits only; every update leaves the session whole.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Runs the handshake over `inner`.

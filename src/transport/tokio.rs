@@ -11,7 +11,9 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
+
+use crate::sync::lock;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -31,12 +33,6 @@ impl std::fmt::Debug for TokioStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokioStream")
     }
-}
-
-fn lock<T: ?Sized>(m: &Mutex<Box<T>>) -> MutexGuard<'_, Box<T>> {
-    // Held for one poll call; a panic inside it cannot leave the socket
-    // half-updated.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl TokioStream {
