@@ -20,8 +20,9 @@ use bytes::BytesMut;
 use futures_channel::oneshot;
 use postgres_protocol::message::backend::Message;
 
+use crate::actors::answer::Answer;
 use crate::actors::mailbox::MailboxReceiver;
-use crate::actors::reply::{ReplySender, TrySendError};
+use crate::actors::reply::ReplySender;
 use crate::actors::shared::{Notification, Shared};
 use crate::actors::statements::StatementCache;
 use crate::api::error::DbError;
@@ -44,6 +45,11 @@ pub(crate) const MAILBOX_BOUND: usize = 128;
 const READ_CHUNK: usize = 64 * 1024;
 /// Stop taking new requests while this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 1024 * 1024;
+/// How much of a held, unread stream the actor buffers while other requests
+/// wait behind it, before it fails that stream (see [`RowStream`]).
+///
+/// [`RowStream`]: crate::RowStream
+pub const STALLED_STREAM_LIMIT: usize = 16 * 1024 * 1024;
 /// Hand a chunk to its consumer once it holds this much.
 const CHUNK_TARGET: usize = 64 * 1024;
 
@@ -66,11 +72,9 @@ pub(crate) enum Command {
 /// A request whose ReadyForQuery has not arrived yet.
 enum InFlight {
     User {
-        responses: ReplySender<Chunk>,
+        answer: Answer,
         /// Frames read for it but not yet handed over.
         pending: BytesMut,
-        /// The consumer went away; discard the rest.
-        abandoned: bool,
     },
     Prepare {
         sql: String,
@@ -103,9 +107,8 @@ pub(crate) struct ConnectionActor<T> {
     write: Option<IoFuture<BytesMut, ()>>,
     outgoing: BytesMut,
     in_flight: VecDeque<InFlight>,
-    /// A chunk the head request's channel had no room for, and whether it
-    /// ends that request.
-    stalled: Option<(BytesMut, bool)>,
+    /// Complete answers whose callers have not taken everything yet.
+    draining: Vec<Answer>,
     statements: StatementCache,
     preparing: HashMap<String, Vec<oneshot::Sender<Result<Statement, PgError>>>>,
     closers: Vec<oneshot::Sender<()>>,
@@ -130,7 +133,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             write: None,
             outgoing: BytesMut::new(),
             in_flight: VecDeque::new(),
-            stalled: None,
+            draining: Vec::new(),
             statements: StatementCache::new(statement_cache_size),
             preparing: HashMap::new(),
             closers: Vec::new(),
@@ -167,6 +170,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 && self.in_flight.is_empty()
                 && self.outgoing.is_empty()
                 && self.write.is_none()
+                && self.draining.is_empty()
             {
                 return Ok(());
             }
@@ -187,10 +191,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     self.spare_read_buf = Some(buf);
                     self.process_frames()?;
                 }
-                Event::ConsumerReady => {
-                    self.deliver_stalled();
-                    self.process_frames()?;
-                }
+                Event::ConsumerReady => self.deliver(),
                 Event::MailboxDone => {}
             }
         }
@@ -211,7 +212,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     fn start_read(&mut self) {
         // Backpressure: while a consumer has no room, leave bytes in the
         // kernel.
-        if self.read.is_some() || self.stalled.is_some() {
+        if self.read.is_some() || !self.may_read() {
             return;
         }
         let Some(mut buf) = self.spare_read_buf.take() else {
@@ -253,13 +254,12 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 return Poll::Ready(Event::Read(buf, result));
             }
         }
-        if self.stalled.is_some() {
-            if let Some(InFlight::User { responses, .. }) = self.in_flight.front_mut() {
-                // Err means the consumer is gone; hand_over discards.
-                if responses.poll_ready(cx).is_ready() {
-                    return Poll::Ready(Event::ConsumerReady);
-                }
-            }
+        let head_has_room = match self.in_flight.front() {
+            Some(InFlight::User { answer, .. }) => answer.poll_room(cx),
+            _ => false,
+        };
+        if head_has_room || self.draining.iter().any(|a| a.poll_room(cx)) {
+            return Poll::Ready(Event::ConsumerReady);
         }
         if mailbox_closed {
             // The loop decides whether the actor is done.
@@ -273,9 +273,8 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             Command::Request { bytes, responses } => {
                 self.outgoing.extend_from_slice(&bytes);
                 self.in_flight.push_back(InFlight::User {
-                    responses,
+                    answer: Answer::new(responses),
                     pending: BytesMut::new(),
-                    abandoned: false,
                 });
             }
             Command::Prepare { sql, reply } => self.prepare(sql, reply),
@@ -326,20 +325,40 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         }
     }
 
+    /// Whether to read the socket: not while the only answer in flight
+    /// waits for its caller (backpressure), but yes while other requests
+    /// wait behind it (up to the stalled-stream limit).
+    fn may_read(&self) -> bool {
+        match self.in_flight.front() {
+            Some(InFlight::User { answer, .. }) if answer.is_waiting() => {
+                self.in_flight.len() > 1 && answer.backlog_bytes() <= STALLED_STREAM_LIMIT
+            }
+            _ => true,
+        }
+    }
+
     /// Routes every complete frame that has arrived.
     fn process_frames(&mut self) -> Result<(), PgError> {
-        while self.stalled.is_none() {
-            let Some(frame) = self.frames.next_frame()? else {
-                break;
-            };
+        while let Some(frame) = self.frames.next_frame()? {
             match frame[0] {
                 b'A' | b'N' | b'S' => self.asynchronous(parse_frame(frame)?)?,
                 tag => self.route(tag, frame)?,
             }
         }
         // Hand over what arrived so far, so streams see rows promptly.
-        if self.stalled.is_none() {
-            self.flush_head(false);
+        self.flush_head(false);
+        // A caller holding an unread stream must not hold up the requests
+        // behind it for ever.
+        if self.in_flight.len() > 1 {
+            if let Some(InFlight::User { answer, .. }) = self.in_flight.front_mut() {
+                if answer.backlog_bytes() > STALLED_STREAM_LIMIT {
+                    answer.fail(PgError::Decode(format!(
+                        "this row stream was not read while other requests on its connection \
+                         waited, and more than {STALLED_STREAM_LIMIT} bytes of it piled up; it \
+                         was ended so they could proceed (read streams promptly, or drop them)"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -394,46 +413,31 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         Ok(())
     }
 
-    /// Hands the head request's buffered frames to its consumer; `last`
+    /// Hands the head request's buffered frames to its caller; `last`
     /// when they end with its ReadyForQuery.
     fn flush_head(&mut self, last: bool) {
-        let Some(InFlight::User { pending, .. }) = self.in_flight.front_mut() else {
+        let Some(InFlight::User { answer, pending }) = self.in_flight.front_mut() else {
             return;
         };
-        let chunk = pending.split();
-        self.hand_over(chunk, last);
-    }
-
-    fn deliver_stalled(&mut self) {
-        if let Some((chunk, last)) = self.stalled.take() {
-            self.hand_over(chunk, last);
-        }
-    }
-
-    /// Sends `chunk` to the head request's consumer, or keeps it as
-    /// `stalled` while the consumer has no room (the socket is not read
-    /// until it has). A consumer that went away gets nothing more.
-    fn hand_over(&mut self, chunk: BytesMut, last: bool) {
-        if let Some(InFlight::User {
-            responses,
-            abandoned,
-            ..
-        }) = self.in_flight.front_mut()
-        {
-            if !chunk.is_empty() && !*abandoned {
-                match responses.try_send(Ok(chunk)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(chunk)) => {
-                        self.stalled = Some((chunk.unwrap_or_default(), last));
-                        return;
-                    }
-                    Err(TrySendError::Gone) => *abandoned = true,
+        answer.push(pending.split());
+        if last {
+            if let Some(InFlight::User { answer, .. }) = self.in_flight.pop_front() {
+                if answer.is_waiting() {
+                    self.draining.push(answer);
                 }
             }
         }
-        if last {
-            self.in_flight.pop_front();
+    }
+
+    /// Callers made room: send them what waits.
+    fn deliver(&mut self) {
+        if let Some(InFlight::User { answer, .. }) = self.in_flight.front_mut() {
+            answer.deliver();
         }
+        for answer in &mut self.draining {
+            answer.deliver();
+        }
+        self.draining.retain(Answer::is_waiting);
     }
 
     fn finish_prepare(&mut self) {
@@ -501,9 +505,12 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         tracing::debug!(%error, "connection broken");
         self.shared.set_broken(error.clone());
         for request in self.in_flight.drain(..) {
-            if let InFlight::User { responses, .. } = request {
-                let _ = responses.try_send(Err(error.clone()));
+            if let InFlight::User { answer, .. } = request {
+                answer.break_off(error.clone());
             }
+        }
+        for answer in self.draining.drain(..) {
+            answer.break_off(error.clone());
         }
         for (_, waiters) in self.preparing.drain() {
             for waiter in waiters {

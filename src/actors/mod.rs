@@ -1,5 +1,6 @@
 //! The actors and their mailboxes, and `rt`, the runtime shim.
 
+pub(crate) mod answer;
 pub(crate) mod cancel;
 pub(crate) mod connection;
 pub(crate) mod handshake;

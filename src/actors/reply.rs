@@ -9,7 +9,6 @@
 //! `poll_ready` tells the actor when to read the socket again.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -80,6 +79,21 @@ impl<T> ReplySender<T> {
         Ok(())
     }
 
+    /// Queues `item` even when the channel is full: for the one error that
+    /// ends an answer, which must not wait for room.
+    pub(crate) fn force_send(&self, item: T) {
+        let mut state = self.0.lock();
+        if state.consumer_gone {
+            return;
+        }
+        state.queue.push_back(item);
+        let consumer = state.consumer.take();
+        drop(state);
+        if let Some(w) = consumer {
+            w.wake();
+        }
+    }
+
     /// Ready when there is room, or when the caller is gone.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.0.lock();
@@ -106,24 +120,27 @@ impl<T> Drop for ReplySender<T> {
 impl<T> ReplyReceiver<T> {
     /// The next item; `None` once the actor dropped its end and everything
     /// sent was read.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.0.lock();
+        if let Some(item) = state.queue.pop_front() {
+            let producer = state.producer.take();
+            drop(state);
+            if let Some(w) = producer {
+                w.wake();
+            }
+            return Poll::Ready(Some(item));
+        }
+        if state.producer_gone {
+            return Poll::Ready(None);
+        }
+        state.consumer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// [`poll_recv`](Self::poll_recv) as a future.
+    #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| {
-            let mut state = self.0.lock();
-            if let Some(item) = state.queue.pop_front() {
-                let producer = state.producer.take();
-                drop(state);
-                if let Some(w) = producer {
-                    w.wake();
-                }
-                return Poll::Ready(Some(item));
-            }
-            if state.producer_gone {
-                return Poll::Ready(None);
-            }
-            state.consumer = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }
 

@@ -21,6 +21,7 @@ use crate::api::config::{Config, Host};
 use crate::api::response::{collect, Responses};
 use crate::api::row::{QueryResult, Row};
 use crate::api::statement::{Statement, StatementMemo, StatementRef, ToStatement};
+use crate::api::stream::RowStream;
 use crate::protocol::frontend;
 use crate::protocol::startup::StartupParams;
 use crate::transport::connect::{describe, open};
@@ -403,6 +404,39 @@ impl Connection {
         .await
     }
 
+    /// Runs SQL without parameters and streams its rows (one statement;
+    /// binary values). See [`RowStream`] for memory and ordering.
+    pub async fn query_stream(&self, sql: &str) -> Result<RowStream, PgError> {
+        let mut bytes = BytesMut::with_capacity(sql.len() + REQUEST_OVERHEAD);
+        frontend::query_extended(sql, &mut bytes)?;
+        Ok(RowStream::new(self.request(bytes).await?, None))
+    }
+
+    /// Runs a statement with parameters and streams its rows.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &wasi_pg_client::Connection) -> Result<(), wasi_pg_client::PgError> {
+    /// let mut stream = conn
+    ///     .query_params_stream("SELECT * FROM users WHERE age > $1", &[&18i32])
+    ///     .await?;
+    /// while let Some(row) = stream.next().await? {
+    ///     let name: String = row.get("name")?;
+    ///     # let _ = name;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn query_params_stream<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<RowStream, PgError> {
+        let statement = self.statement(statement).await?;
+        let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
+        frontend::execute_statement(&statement.0.name, &statement.0.params, params, &mut bytes)?;
+        let responses = self.request(bytes).await?;
+        Ok(RowStream::new(responses, Some(statement.0.columns.clone())))
+    }
+
     /// Runs a statement with parameters; the result's `rows_affected()`
     /// gives the count the command reported.
     pub async fn execute_params<S: ToStatement + ?Sized>(
@@ -525,6 +559,8 @@ fn handles_and_futures_are_send(conn: &Connection, config: &Config, stmt: &State
     send(&conn.query_one("", &[]));
     send(&conn.query_opt("", &[]));
     send(&conn.close());
+    send(&conn.query_stream(""));
+    send(&conn.query_params_stream("", &[]));
     handle::<CancelToken>();
     send(&conn.cancel_token().cancel());
 }

@@ -8,4 +8,5 @@ pub(crate) mod pgpass;
 pub(crate) mod response;
 pub(crate) mod row;
 pub(crate) mod statement;
+pub(crate) mod stream;
 pub(crate) mod tls_config;

@@ -2,7 +2,9 @@
 //! the actor, parsed here (so decoding runs on the caller's task, not the
 //! actor's) and folded into a `QueryResult`.
 
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
@@ -35,23 +37,55 @@ impl Responses {
     }
 
     /// The next message; `None` after ReadyForQuery.
-    pub(crate) async fn next(&mut self) -> Result<Option<Message>, PgError> {
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Message>, PgError>> {
         loop {
-            if let Some(message) = next_message(&mut self.chunk)? {
-                if matches!(message, Message::ReadyForQuery(_)) {
-                    self.done = true;
+            match next_message(&mut self.chunk) {
+                Ok(Some(message)) => {
+                    if matches!(message, Message::ReadyForQuery(_)) {
+                        self.done = true;
+                    }
+                    return Poll::Ready(Ok(Some(message)));
                 }
-                return Ok(Some(message));
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
             if self.done {
-                return Ok(None);
+                return Poll::Ready(Ok(None));
             }
-            match self.rx.recv().await {
+            match ready!(self.rx.poll_recv(cx)) {
                 Some(Ok(chunk)) => self.chunk = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Err(self.shared.gone()),
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Err(self.shared.gone())),
             }
         }
+    }
+
+    /// [`poll_next`](Self::poll_next) as a future.
+    pub(crate) async fn next(&mut self) -> Result<Option<Message>, PgError> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+/// A DataRow as a `Row` of `columns` (text values from the simple protocol
+/// when `text`).
+pub(crate) fn data_row(
+    body: postgres_protocol::message::backend::DataRowBody,
+    columns: Option<&Arc<[Column]>>,
+    text: bool,
+) -> Result<Row, PgError> {
+    let columns = columns
+        .cloned()
+        .ok_or_else(|| PgError::Protocol("a row arrived before its description".into()))?;
+    let ranges = fallible_iterator::FallibleIterator::collect(body.ranges())
+        .map_err(|e| PgError::Protocol(format!("malformed row: {e}")))?;
+    let data = body.buffer_bytes().clone();
+    if text {
+        Row::new_text(columns, data, ranges)
+    } else {
+        Row::new(columns, data, ranges)
     }
 }
 
@@ -89,17 +123,7 @@ pub(crate) async fn collect(
                 current.rows.clear();
             }
             Message::DataRow(body) => {
-                let columns = current.columns.clone().ok_or_else(|| {
-                    PgError::Protocol("a row arrived before its description".into())
-                })?;
-                let ranges = fallible_iterator::FallibleIterator::collect(body.ranges())
-                    .map_err(|e| PgError::Protocol(format!("malformed row: {e}")))?;
-                let data = body.buffer_bytes().clone();
-                let row = if text {
-                    Row::new_text(columns, data, ranges)?
-                } else {
-                    Row::new(columns, data, ranges)?
-                };
+                let row = data_row(body, current.columns.as_ref(), text)?;
                 current.rows.push(row);
             }
             Message::CommandComplete(body) => {
