@@ -338,3 +338,55 @@ fn the_statement_cache_keeps_statements_for_reuse() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn a_statement_dropped_behind_our_back_is_prepared_again() -> TestResult {
+    run(async {
+        let conn = connect().await?;
+        for i in 0..2i32 {
+            check_eq!(
+                conn.query_one("SELECT $1::int4 + 10", &[&i])
+                    .await?
+                    .get::<_, i32>(0)?,
+                i + 10
+            );
+        }
+        conn.query("DEALLOCATE ALL").await?;
+        check_eq!(
+            conn.query_one("SELECT $1::int4 + 10", &[&5i32])
+                .await?
+                .get::<_, i32>(0)?,
+            15
+        );
+        check_eq!(
+            conn.query_one("SELECT $1::int4 + 10", &[&6i32])
+                .await?
+                .get::<_, i32>(0)?,
+            16
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_table_changed_under_a_cached_plan_is_prepared_again() -> TestResult {
+    run(async {
+        let conn = connect().await?;
+        let table = unique("replan");
+        conn.query(&format!(
+            "CREATE TEMP TABLE {table} (a int4); INSERT INTO {table} VALUES (1)"
+        ))
+        .await?;
+        let select = format!("SELECT * FROM {table} WHERE a = $1");
+        check_eq!(
+            conn.query_params(&select, &[&1i32]).await?.columns().len(),
+            1
+        );
+        conn.query(&format!("ALTER TABLE {table} ADD COLUMN b int4 DEFAULT 5"))
+            .await?;
+        let result = conn.query_params(&select, &[&1i32]).await?;
+        check_eq!(result.columns().len(), 2);
+        check_eq!(result.rows()[0].get::<_, i32>("b")?, 5);
+        Ok(())
+    })
+}

@@ -63,6 +63,9 @@ pub(crate) enum Command {
     /// A prepared statement for `sql`, from the cache or prepared now.
     Prepare {
         sql: String,
+        /// The server no longer knows this statement (or its plan changed):
+        /// prepare afresh.
+        stale: Option<Statement>,
         reply: oneshot::Sender<Result<Statement, PgError>>,
     },
     /// Finish queued work, send Terminate, then stop.
@@ -277,7 +280,12 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     pending: BytesMut::new(),
                 });
             }
-            Command::Prepare { sql, reply } => self.prepare(sql, reply),
+            Command::Prepare { sql, stale, reply } => {
+                if let Some(stale) = stale {
+                    self.statements.invalidate(&sql, &stale);
+                }
+                self.prepare(sql, reply)
+            }
             Command::Close { reply } => {
                 self.closers.push(reply);
                 // Queued requests are still delivered; new ones are refused.
@@ -376,6 +384,11 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             });
         };
         let done = tag == b'Z';
+        if done {
+            if let Some(&status) = frame.get(5) {
+                self.shared.set_transaction_status(status);
+            }
+        }
         match head {
             InFlight::User { pending, .. } => {
                 pending.unsplit(frame);

@@ -32,6 +32,9 @@ pub struct Notification {
 
 #[derive(Default)]
 pub(crate) struct Shared {
+    /// The status byte of the last ReadyForQuery: `I` idle, `T` in a
+    /// transaction block, `E` in a failed one.
+    transaction_status: std::sync::atomic::AtomicU8,
     parameters: Mutex<HashMap<String, String>>,
     broken: OnceLock<PgError>,
     notice_handler: RwLock<Option<NoticeHandler>>,
@@ -44,6 +47,16 @@ impl Shared {
             parameters: Mutex::new(parameters),
             ..Shared::default()
         }
+    }
+
+    pub(crate) fn set_transaction_status(&self, status: u8) {
+        self.transaction_status
+            .store(status, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn transaction_status(&self) -> u8 {
+        self.transaction_status
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn parameter(&self, name: &str) -> Option<String> {

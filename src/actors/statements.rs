@@ -49,6 +49,19 @@ impl StatementCache {
         }
     }
 
+    /// Forgets `stale` (the server lost it, or its plan no longer fits), so
+    /// the next use prepares `sql` again.
+    pub(crate) fn invalidate(&mut self, sql: &str, stale: &Statement) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        if cache.peek(sql).is_some_and(|s| Arc::ptr_eq(&s.0, &stale.0)) {
+            if let Some(old) = cache.pop(sql) {
+                self.evicted.push(old);
+            }
+        }
+    }
+
     /// Names of evicted statements that nobody holds any more.
     pub(crate) fn take_retired(&mut self) -> Vec<String> {
         if self.evicted.is_empty() {

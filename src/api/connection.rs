@@ -342,9 +342,18 @@ impl Connection {
 
     /// Prepares `sql` (or takes it from the connection's statement cache).
     pub async fn prepare(&self, sql: &str) -> Result<Statement, PgError> {
+        self.prepare_replacing(sql, None).await
+    }
+
+    async fn prepare_replacing(
+        &self,
+        sql: &str,
+        stale: Option<Statement>,
+    ) -> Result<Statement, PgError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Prepare {
             sql: sql.to_string(),
+            stale,
             reply,
         })
         .await?;
@@ -390,16 +399,38 @@ impl Connection {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<QueryResult, PgError> {
         self.timed(async {
-            let statement = self.statement(statement).await?;
-            let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
-            frontend::execute_statement(
-                &statement.0.name,
-                &statement.0.params,
-                params,
-                &mut bytes,
-            )?;
-            let responses = self.request(bytes).await?;
-            collect(responses, Some(statement.0.columns.clone())).await
+            let mut statement = self.statement(statement).await?;
+            let mut retried = false;
+            loop {
+                let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
+                frontend::execute_statement(
+                    &statement.0.name,
+                    &statement.0.params,
+                    params,
+                    &mut bytes,
+                )?;
+                let responses = self.request(bytes).await?;
+                match collect(responses, Some(statement.0.columns.clone())).await {
+                    // The server dropped the statement (DEALLOCATE, a
+                    // pooler) or its plan no longer fits: nothing ran, so
+                    // prepare again and retry, once. Inside a transaction
+                    // block the error has aborted it; the caller decides.
+                    Err(PgError::Server(db))
+                        if !retried
+                            && is_stale_statement(&db)
+                            && self.shared().transaction_status() == b'I' =>
+                    {
+                        retried = true;
+                        self.inner.statements.invalidate(&statement);
+                        let fresh = self
+                            .prepare_replacing(statement.sql(), Some(statement.clone()))
+                            .await?;
+                        self.inner.statements.insert(&fresh);
+                        statement = fresh;
+                    }
+                    other => return other,
+                }
+            }
         })
         .await
     }
@@ -531,6 +562,16 @@ impl Connection {
         let _ = done.await;
         Ok(())
     }
+}
+
+/// 26000: the prepared statement does not exist; 0A000 with this message:
+/// a table changed under a cached plan.
+fn is_stale_statement(db: &DbError) -> bool {
+    db.code == "26000"
+        || (db.code == "0A000"
+            && db
+                .message
+                .contains("cached plan must not change result type"))
 }
 
 fn is_multi_statement_refusal(db: &DbError) -> bool {

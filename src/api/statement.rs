@@ -107,6 +107,17 @@ impl StatementMemo {
         self.lock().get(sql).cloned()
     }
 
+    /// Drops `stale` if it is what is memoized for its SQL.
+    pub(crate) fn invalidate(&self, stale: &Statement) {
+        let mut statements = self.lock();
+        if statements
+            .get(stale.sql())
+            .is_some_and(|s| Arc::ptr_eq(&s.0, &stale.0))
+        {
+            statements.remove(stale.sql());
+        }
+    }
+
     pub(crate) fn insert(&self, statement: &Statement) {
         if self.capacity == 0 {
             return;
