@@ -35,7 +35,7 @@ pub use api::config::{Config, Host, SslMode};
 pub use api::connection::{Connection, ConnectionTask};
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
 pub use api::row::{Column, QueryResult, Row, RowIndex};
-pub use api::statement::{Statement, ToStatement};
+pub use api::statement::{Statement, StatementCacheStats, ToStatement};
 pub use api::stream::{RowStream, STALLED_STREAM_LIMIT};
 pub use api::tls_config::{AuthMethod, ChannelBinding, PemSource, RootCerts, SslNegotiation};
 pub use transport::AsyncTransport;

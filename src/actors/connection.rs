@@ -53,6 +53,10 @@ pub const STALLED_STREAM_LIMIT: usize = 16 * 1024 * 1024;
 /// Hand a chunk to its consumer once it holds this much.
 const CHUNK_TARGET: usize = 64 * 1024;
 
+fn count(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// What handles ask of the actor.
 pub(crate) enum Command {
     /// Encoded frontend messages ending with one Sync (or one simple Query).
@@ -296,14 +300,24 @@ impl<T: AsyncTransport> ConnectionActor<T> {
 
     fn prepare(&mut self, sql: String, reply: oneshot::Sender<Result<Statement, PgError>>) {
         if let Some(statement) = self.statements.get(&sql) {
+            count(&self.shared.statement_hits);
             let _ = reply.send(Ok(statement));
             return;
         }
         if let Some(waiters) = self.preparing.get_mut(&sql) {
+            // Shares the Parse already on its way.
+            count(&self.shared.statement_hits);
             waiters.push(reply);
             return;
         }
-        let name = self.statements.next_name();
+        count(&self.shared.statement_misses);
+        // Without a cache, statements stay unnamed (safe behind PgBouncer in
+        // transaction mode); each execution parses again.
+        let name = if self.statements.is_enabled() {
+            self.statements.next_name()
+        } else {
+            String::new()
+        };
         if let Err(e) = frontend::prepare(&name, &sql, &mut self.outgoing) {
             let _ = reply.send(Err(e));
             return;
@@ -474,7 +488,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     params,
                     columns: columns.unwrap_or_else(|| Vec::new().into()),
                 }));
-                self.statements.insert(sql, statement.clone());
+                if !statement.0.name.is_empty() {
+                    self.statements.insert(sql, statement.clone());
+                }
                 Ok(statement)
             }
         };

@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     /// The status byte of the last ReadyForQuery: `I` idle, `T` in a
     /// transaction block, `E` in a failed one.
     transaction_status: std::sync::atomic::AtomicU8,
+    /// Statement lookups answered without a Parse, and Parses sent.
+    pub(crate) statement_hits: std::sync::atomic::AtomicU64,
+    pub(crate) statement_misses: std::sync::atomic::AtomicU64,
     parameters: Mutex<HashMap<String, String>>,
     broken: OnceLock<PgError>,
     notice_handler: RwLock<Option<NoticeHandler>>,

@@ -27,6 +27,11 @@ impl StatementCache {
         }
     }
 
+    /// Whether statements are cached (and named) at all.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// A fresh server-side name.
     pub(crate) fn next_name(&mut self) -> String {
         self.counter += 1;
@@ -38,14 +43,10 @@ impl StatementCache {
     }
 
     pub(crate) fn insert(&mut self, sql: String, statement: Statement) {
-        match self.cache.as_mut() {
-            Some(cache) => {
-                if let Some((_, old)) = cache.push(sql, statement) {
-                    self.evicted.push(old);
-                }
+        if let Some(cache) = self.cache.as_mut() {
+            if let Some((_, old)) = cache.push(sql, statement) {
+                self.evicted.push(old);
             }
-            // No cache: the statement lives until its last holder drops it.
-            None => self.evicted.push(statement),
         }
     }
 

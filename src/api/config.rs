@@ -532,9 +532,9 @@ impl Config {
         self
     }
     /// Sets how many prepared statements the connection keeps (default 100).
-    /// With 0 nothing is cached: each `query_params` prepares a named
-    /// statement and closes it after use. (Unnamed statements only, for
-    /// PgBouncer in transaction mode, are not built yet.)
+    /// With 0 only unnamed statements are used, safe behind PgBouncer in
+    /// transaction mode: each `query_params` describes the statement, then
+    /// parses it again with its bind (two round trips).
     pub fn statement_cache_size(mut self, size: usize) -> Self {
         self.statement_cache_size = size;
         self

@@ -20,7 +20,9 @@ use crate::api::cancel::CancelToken;
 use crate::api::config::{Config, Host};
 use crate::api::response::{collect, Responses};
 use crate::api::row::{QueryResult, Row};
-use crate::api::statement::{Statement, StatementMemo, StatementRef, ToStatement};
+use crate::api::statement::{
+    Statement, StatementCacheStats, StatementMemo, StatementRef, ToStatement,
+};
 use crate::api::stream::RowStream;
 use crate::protocol::frontend;
 use crate::protocol::startup::StartupParams;
@@ -367,6 +369,9 @@ impl Connection {
         match statement.as_statement() {
             StatementRef::Sql(sql) => {
                 if let Some(statement) = self.inner.statements.get(sql) {
+                    self.shared()
+                        .statement_hits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Ok(statement);
                 }
                 let statement = self.prepare(sql).await?;
@@ -405,6 +410,7 @@ impl Connection {
                 let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
                 frontend::execute_statement(
                     &statement.0.name,
+                    &statement.0.sql,
                     &statement.0.params,
                     params,
                     &mut bytes,
@@ -463,7 +469,13 @@ impl Connection {
     ) -> Result<RowStream, PgError> {
         let statement = self.statement(statement).await?;
         let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
-        frontend::execute_statement(&statement.0.name, &statement.0.params, params, &mut bytes)?;
+        frontend::execute_statement(
+            &statement.0.name,
+            &statement.0.sql,
+            &statement.0.params,
+            params,
+            &mut bytes,
+        )?;
         let responses = self.request(bytes).await?;
         Ok(RowStream::new(responses, Some(statement.0.columns.clone())))
     }
@@ -529,6 +541,16 @@ impl Connection {
     /// as the server reports changes.
     pub fn parameter(&self, name: &str) -> Option<String> {
         self.shared().parameter(name)
+    }
+
+    /// How often a statement was found prepared (`hits`) or had to be
+    /// prepared (`misses`, one Parse each), since the connection opened.
+    pub fn statement_cache_stats(&self) -> StatementCacheStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        StatementCacheStats {
+            hits: self.shared().statement_hits.load(Relaxed),
+            misses: self.shared().statement_misses.load(Relaxed),
+        }
     }
 
     /// The server process ID serving this connection.

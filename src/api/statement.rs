@@ -129,3 +129,14 @@ impl StatementMemo {
         statements.insert(statement.sql().to_string(), statement.clone());
     }
 }
+
+/// Statement cache counters; see
+/// [`Connection::statement_cache_stats`](crate::Connection::statement_cache_stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct StatementCacheStats {
+    /// Lookups answered without a Parse.
+    pub hits: u64,
+    /// Parses sent.
+    pub misses: u64,
+}

@@ -67,14 +67,22 @@ pub(crate) fn prepare(name: &str, sql: &str, buf: &mut BytesMut) -> Result<(), P
 }
 
 /// Bind + Execute + Sync of prepared statement `statement` with `params`
-/// encoded for `types`, binary results.
+/// encoded for `types`, binary results. The unnamed statement (`""`) is
+/// parsed again from `sql` with the parameter types spelled out, so the
+/// request stands alone: another request, or a pooler handing us another
+/// server connection, may have replaced it since it was described.
 pub(crate) fn execute_statement(
     statement: &str,
+    sql: &str,
     types: &[Type],
     params: &[&(dyn ToSql + Sync)],
     buf: &mut BytesMut,
 ) -> Result<(), PgError> {
     transactional(buf, |buf| {
+        if statement.is_empty() {
+            frontend::parse("", sql, types.iter().map(Type::oid), buf)
+                .map_err(|e| encode_error("query", e))?;
+        }
         bind(buf, statement, types, params)?;
         frontend::execute("", 0, buf).map_err(|e| encode_error("execute", e))?;
         frontend::sync(buf);
@@ -162,7 +170,7 @@ mod tests {
     #[test]
     fn wrong_parameter_count_appends_nothing() {
         let mut buf = BytesMut::from(&b"prefix"[..]);
-        let e = execute_statement("s1", &[Type::INT4], &[], &mut buf).unwrap_err();
+        let e = execute_statement("s1", "", &[Type::INT4], &[], &mut buf).unwrap_err();
         assert!(e.to_string().contains("expects 1 parameter"), "{e}");
         assert_eq!(&buf[..], b"prefix");
     }
@@ -170,7 +178,7 @@ mod tests {
     #[test]
     fn unencodable_parameter_appends_nothing() {
         let mut buf = BytesMut::new();
-        let e = execute_statement("s1", &[Type::INT4], &[&"text"], &mut buf).unwrap_err();
+        let e = execute_statement("s1", "", &[Type::INT4], &[&"text"], &mut buf).unwrap_err();
         assert!(e.to_string().contains("parameter $1"), "{e}");
         assert!(buf.is_empty());
     }
