@@ -33,6 +33,7 @@ pub use actors::shared::Notification;
 pub use api::cancel::CancelToken;
 pub use api::config::{Config, Host, SslMode};
 pub use api::connection::{Connection, ConnectionTask};
+pub use api::cursor::CursorStream;
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
 pub use api::row::{Column, QueryResult, Row, RowIndex};
 pub use api::statement::{Statement, StatementCacheStats, ToStatement};

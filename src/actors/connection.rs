@@ -59,11 +59,20 @@ fn count(counter: &std::sync::atomic::AtomicU64) {
 
 /// What handles ask of the actor.
 pub(crate) enum Command {
-    /// Encoded frontend messages ending with one Sync (or one simple Query).
+    /// Encoded frontend messages ending with one Sync (or one simple
+    /// Query), or, for a cursor's fetch, with a Flush (`ends`).
     Request {
         bytes: BytesMut,
         responses: ReplySender<Chunk>,
+        /// The lease this request belongs to, if any.
+        lease: Option<u64>,
+        ends: Ends,
     },
+    /// Exclusive use of the connection: until `Release`, only requests
+    /// of this lease reach the socket; everyone else's wait, in order.
+    Lease { reply: oneshot::Sender<u64> },
+    /// Ends a lease.
+    Release { lease: u64 },
     /// A prepared statement for `sql`, from the cache or prepared now.
     Prepare {
         sql: String,
@@ -76,10 +85,30 @@ pub(crate) enum Command {
     Close { reply: oneshot::Sender<()> },
 }
 
-/// A request whose ReadyForQuery has not arrived yet.
+/// Which message ends a request's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ends {
+    /// ReadyForQuery, after a Sync (or a simple Query).
+    ReadyForQuery,
+    /// The end of one Execute of a portal, after a Flush: PortalSuspended,
+    /// CommandComplete, EmptyQueryResponse, or an ErrorResponse.
+    Execute,
+}
+
+impl Ends {
+    pub(crate) fn is_end(self, tag: u8) -> bool {
+        match self {
+            Ends::ReadyForQuery => tag == b'Z',
+            Ends::Execute => matches!(tag, b's' | b'C' | b'I' | b'E'),
+        }
+    }
+}
+
+/// A request whose answer has not ended yet.
 enum InFlight {
     User {
         answer: Answer,
+        ends: Ends,
         /// Frames read for it but not yet handed over.
         pending: BytesMut,
     },
@@ -116,6 +145,10 @@ pub(crate) struct ConnectionActor<T> {
     in_flight: VecDeque<InFlight>,
     /// Complete answers whose callers have not taken everything yet.
     draining: Vec<Answer>,
+    /// The lease holding the connection, and what waits for it to end.
+    lease: Option<u64>,
+    next_lease: u64,
+    held: VecDeque<Command>,
     statements: StatementCache,
     preparing: HashMap<String, Vec<oneshot::Sender<Result<Statement, PgError>>>>,
     closers: Vec<oneshot::Sender<()>>,
@@ -141,6 +174,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             outgoing: BytesMut::new(),
             in_flight: VecDeque::new(),
             draining: Vec::new(),
+            lease: None,
+            next_lease: 0,
+            held: VecDeque::new(),
             statements: StatementCache::new(statement_cache_size),
             preparing: HashMap::new(),
             closers: Vec::new(),
@@ -276,13 +312,49 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     }
 
     fn accept(&mut self, command: Command) {
+        if let Some(lease) = self.lease {
+            let own = match &command {
+                Command::Request { lease: l, .. } => *l == Some(lease),
+                Command::Release { lease: l } => *l == lease,
+                _ => false,
+            };
+            if !own {
+                self.held.push_back(command);
+                return;
+            }
+        }
         match command {
-            Command::Request { bytes, responses } => {
+            Command::Request {
+                bytes,
+                responses,
+                ends,
+                ..
+            } => {
                 self.outgoing.extend_from_slice(&bytes);
                 self.in_flight.push_back(InFlight::User {
                     answer: Answer::new(responses),
+                    ends,
                     pending: BytesMut::new(),
                 });
+            }
+            Command::Lease { reply } => {
+                self.next_lease += 1;
+                let lease = self.next_lease;
+                // A requester that gave up leaves nothing to hold.
+                if reply.send(lease).is_ok() {
+                    self.lease = Some(lease);
+                }
+            }
+            Command::Release { .. } => {
+                self.lease = None;
+                // Everyone who waited goes now, in order, until the next
+                // lease (if one of them takes it).
+                while self.lease.is_none() {
+                    let Some(command) = self.held.pop_front() else {
+                        break;
+                    };
+                    self.accept(command);
+                }
             }
             Command::Prepare { sql, stale, reply } => {
                 if let Some(stale) = stale {
@@ -404,10 +476,11 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             }
         }
         match head {
-            InFlight::User { pending, .. } => {
+            InFlight::User { pending, ends, .. } => {
+                let last = ends.is_end(tag);
                 pending.unsplit(frame);
-                if done || pending.len() >= CHUNK_TARGET {
-                    self.flush_head(done);
+                if last || pending.len() >= CHUNK_TARGET {
+                    self.flush_head(last);
                 }
             }
             InFlight::Prepare {
@@ -443,7 +516,10 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     /// Hands the head request's buffered frames to its caller; `last`
     /// when they end with its ReadyForQuery.
     fn flush_head(&mut self, last: bool) {
-        let Some(InFlight::User { answer, pending }) = self.in_flight.front_mut() else {
+        let Some(InFlight::User {
+            answer, pending, ..
+        }) = self.in_flight.front_mut()
+        else {
             return;
         };
         answer.push(pending.split());
@@ -547,7 +623,11 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             }
         }
         self.mailbox.close();
+        let mut waiting: Vec<Command> = self.held.drain(..).collect();
         while let Some(command) = self.mailbox.try_recv() {
+            waiting.push(command);
+        }
+        for command in waiting {
             match command {
                 Command::Request { responses, .. } => {
                     let _ = responses.try_send(Err(error.clone()));
@@ -556,6 +636,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     let _ = reply.send(Err(error.clone()));
                 }
                 Command::Close { reply } => self.closers.push(reply),
+                Command::Lease { .. } | Command::Release { .. } => {}
             }
         }
     }

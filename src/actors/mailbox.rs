@@ -104,6 +104,22 @@ impl<T> MailboxSender<T> {
         .await
     }
 
+    /// Queues `item` even when the mailbox is full: for the few control
+    /// messages a `Drop` must send and cannot wait for (releasing a lease).
+    pub(crate) fn force_send(&self, item: T) -> Result<(), Closed> {
+        let mut state = self.0.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        state.queue.push_back(item);
+        let receiver = state.receiver.take();
+        drop(state);
+        if let Some(w) = receiver {
+            w.wake();
+        }
+        Ok(())
+    }
+
     /// Whether the actor closed the mailbox.
     pub(crate) fn is_closed(&self) -> bool {
         self.0.lock().closed

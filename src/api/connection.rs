@@ -10,7 +10,9 @@ use futures_channel::oneshot;
 use postgres_types::ToSql;
 
 use crate::actors::cancel::{CancelService, CancelTarget};
-use crate::actors::connection::{Command, ConnectionActor, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND};
+use crate::actors::connection::{
+    Command, ConnectionActor, Ends, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND,
+};
 use crate::actors::handshake::handshake;
 use crate::actors::mailbox::{mailbox, MailboxSender};
 use crate::actors::reply::reply_channel;
@@ -18,6 +20,7 @@ use crate::actors::rt;
 use crate::actors::shared::{NoticeHandler, Shared};
 use crate::api::cancel::CancelToken;
 use crate::api::config::{Config, Host};
+use crate::api::cursor::CursorStream;
 use crate::api::response::{collect, Responses};
 use crate::api::row::{QueryResult, Row};
 use crate::api::statement::{
@@ -251,13 +254,49 @@ impl Connection {
 
     /// Sends an encoded request and returns its answer's messages.
     async fn request(&self, bytes: BytesMut) -> Result<Responses, PgError> {
+        self.request_in(bytes, None, Ends::ReadyForQuery).await
+    }
+
+    /// Sends a request, as part of `lease` if given.
+    pub(crate) async fn request_in(
+        &self,
+        bytes: BytesMut,
+        lease: Option<u64>,
+        ends: Ends,
+    ) -> Result<Responses, PgError> {
         let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
         self.send(Command::Request {
             bytes,
             responses: tx,
+            lease,
+            ends,
         })
         .await?;
-        Ok(Responses::new(rx, self.shared().clone()))
+        Ok(Responses::new(rx, self.shared().clone(), ends))
+    }
+
+    /// Takes the connection's lease: until it is released, only requests
+    /// made with it reach the socket; other handles' requests wait in
+    /// order.
+    pub(crate) async fn lease(&self) -> Result<u64, PgError> {
+        let (reply, granted) = oneshot::channel();
+        self.send(Command::Lease { reply }).await?;
+        granted.await.map_err(|_| self.shared().gone())
+    }
+
+    /// Sends `bytes` (if any) as the lease's last request, with its answer
+    /// discarded, and releases the lease, without waiting: for `Drop`.
+    pub(crate) fn release_lease(&self, lease: u64, last: Option<BytesMut>) {
+        if let Some(bytes) = last {
+            let (tx, _discarded) = reply_channel(1);
+            let _ = self.inner.mailbox.force_send(Command::Request {
+                bytes,
+                responses: tx,
+                lease: Some(lease),
+                ends: Ends::ReadyForQuery,
+            });
+        }
+        let _ = self.inner.mailbox.force_send(Command::Release { lease });
     }
 
     /// Runs SQL without parameters and returns its rows.
@@ -480,6 +519,34 @@ impl Connection {
         Ok(RowStream::new(responses, Some(statement.0.columns.clone())))
     }
 
+    /// Streams a statement's rows through a portal, `fetch_size` rows per
+    /// round trip: memory stays at one batch on both sides, for results
+    /// too large to stream in one go.
+    ///
+    /// While the cursor is open it holds the connection's lease (the portal
+    /// lives in its own implicit transaction): other handles' requests
+    /// wait, in order, until it ends or is dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &wasi_pg_client::Connection) -> Result<(), wasi_pg_client::PgError> {
+    /// let mut cursor = conn
+    ///     .query_cursor_stream("SELECT * FROM huge_table WHERE category = $1", &[&"electronics"], 1000)
+    ///     .await?;
+    /// while let Some(row) = cursor.next().await? {
+    ///     # let _ = row;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn query_cursor_stream<S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+        fetch_size: usize,
+    ) -> Result<CursorStream, PgError> {
+        let statement = self.statement(statement).await?;
+        CursorStream::open(self, &statement, params, fetch_size).await
+    }
+
     /// Runs a statement with parameters; the result's `rows_affected()`
     /// gives the count the command reported.
     pub async fn execute_params<S: ToStatement + ?Sized>(
@@ -623,6 +690,7 @@ fn handles_and_futures_are_send(conn: &Connection, config: &Config, stmt: &State
     send(&conn.query_opt("", &[]));
     send(&conn.close());
     send(&conn.query_stream(""));
+    send(&conn.query_cursor_stream("", &[], 10));
     send(&conn.query_params_stream("", &[]));
     handle::<CancelToken>();
     send(&conn.cancel_token().cancel());

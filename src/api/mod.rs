@@ -3,6 +3,7 @@
 pub(crate) mod cancel;
 pub(crate) mod config;
 pub(crate) mod connection;
+pub(crate) mod cursor;
 pub(crate) mod error;
 pub(crate) mod pgpass;
 pub(crate) mod response;

@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
 
-use crate::actors::connection::Chunk;
+use crate::actors::connection::{Chunk, Ends};
 use crate::actors::reply::ReplyReceiver;
 use crate::actors::shared::Shared;
 use crate::api::error::DbError;
@@ -21,15 +21,17 @@ use crate::PgError;
 /// The backend messages answering one request, up to its ReadyForQuery.
 pub(crate) struct Responses {
     rx: ReplyReceiver<Chunk>,
+    ends: Ends,
     chunk: BytesMut,
     shared: Arc<Shared>,
     done: bool,
 }
 
 impl Responses {
-    pub(crate) fn new(rx: ReplyReceiver<Chunk>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(rx: ReplyReceiver<Chunk>, shared: Arc<Shared>, ends: Ends) -> Self {
         Responses {
             rx,
+            ends,
             chunk: BytesMut::new(),
             shared,
             done: false,
@@ -44,7 +46,7 @@ impl Responses {
         loop {
             match next_message(&mut self.chunk) {
                 Ok(Some(message)) => {
-                    if matches!(message, Message::ReadyForQuery(_)) {
+                    if self.ends.is_end(message_tag(&message)) {
                         self.done = true;
                     }
                     return Poll::Ready(Ok(Some(message)));
@@ -66,6 +68,18 @@ impl Responses {
     /// [`poll_next`](Self::poll_next) as a future.
     pub(crate) async fn next(&mut self) -> Result<Option<Message>, PgError> {
         poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+/// The tag byte of the messages that can end an answer.
+fn message_tag(message: &Message) -> u8 {
+    match message {
+        Message::ReadyForQuery(_) => b'Z',
+        Message::PortalSuspended => b's',
+        Message::CommandComplete(_) => b'C',
+        Message::EmptyQueryResponse => b'I',
+        Message::ErrorResponse(_) => b'E',
+        _ => 0,
     }
 }
 

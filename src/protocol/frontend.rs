@@ -90,6 +90,50 @@ pub(crate) fn execute_statement(
     })
 }
 
+/// Opens `portal` on `statement` and fetches its first `fetch_size` rows:
+/// [Parse] + Bind + Execute + Flush. No Sync: the portal lives in the
+/// implicit transaction until [`cursor_close`] syncs.
+pub(crate) fn cursor_open(
+    portal: &str,
+    statement: &str,
+    sql: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    fetch_size: i32,
+    buf: &mut BytesMut,
+) -> Result<(), PgError> {
+    transactional(buf, |buf| {
+        if statement.is_empty() {
+            frontend::parse("", sql, types.iter().map(Type::oid), buf)
+                .map_err(|e| encode_error("query", e))?;
+        }
+        bind_portal(buf, portal, statement, types, params)?;
+        cursor_fetch(portal, fetch_size, buf)
+    })
+}
+
+/// Execute `fetch_size` more rows of `portal` + Flush.
+pub(crate) fn cursor_fetch(
+    portal: &str,
+    fetch_size: i32,
+    buf: &mut BytesMut,
+) -> Result<(), PgError> {
+    transactional(buf, |buf| {
+        frontend::execute(portal, fetch_size, buf).map_err(|e| encode_error("execute", e))?;
+        frontend::flush(buf);
+        Ok(())
+    })
+}
+
+/// Close portal + Sync: ends the cursor's implicit transaction.
+pub(crate) fn cursor_close(portal: &str, buf: &mut BytesMut) -> Result<(), PgError> {
+    transactional(buf, |buf| {
+        frontend::close(b'P', portal, buf).map_err(|e| encode_error("close", e))?;
+        frontend::sync(buf);
+        Ok(())
+    })
+}
+
 /// Close statement + Sync.
 pub(crate) fn close_statement(name: &str, buf: &mut BytesMut) -> Result<(), PgError> {
     transactional(buf, |buf| {
@@ -127,6 +171,16 @@ fn bind(
     types: &[Type],
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<(), PgError> {
+    bind_portal(buf, "", statement, types, params)
+}
+
+fn bind_portal(
+    buf: &mut BytesMut,
+    portal: &str,
+    statement: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), PgError> {
     check_param_count(types.len(), params.len())?;
     let mut failed = None;
     let formats = params
@@ -135,7 +189,7 @@ fn bind(
         .map(|(p, ty)| p.encode_format(ty) as i16);
     let values = params.iter().zip(types).enumerate();
     let result = frontend::bind(
-        "",
+        portal,
         statement,
         formats,
         values,
