@@ -252,6 +252,24 @@ impl Connection {
             .map_err(|_| self.shared().gone())
     }
 
+    /// Encodes and sends one execution of `statement` (checked before
+    /// anything is sent).
+    async fn execute_request(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Responses, PgError> {
+        let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
+        frontend::execute_statement(
+            &statement.0.name,
+            &statement.0.sql,
+            &statement.0.params,
+            params,
+            &mut bytes,
+        )?;
+        self.request(bytes).await
+    }
+
     /// Sends an encoded request and returns its answer's messages.
     async fn request(&self, bytes: BytesMut) -> Result<Responses, PgError> {
         self.request_in(bytes, None, Ends::ReadyForQuery).await
@@ -446,15 +464,7 @@ impl Connection {
             let mut statement = self.statement(statement).await?;
             let mut retried = false;
             loop {
-                let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
-                frontend::execute_statement(
-                    &statement.0.name,
-                    &statement.0.sql,
-                    &statement.0.params,
-                    params,
-                    &mut bytes,
-                )?;
-                let responses = self.request(bytes).await?;
+                let responses = self.execute_request(&statement, params).await?;
                 match collect(responses, Some(statement.0.columns.clone())).await {
                     // The server dropped the statement (DEALLOCATE, a
                     // pooler) or its plan no longer fits: nothing ran, so
@@ -507,15 +517,7 @@ impl Connection {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<RowStream, PgError> {
         let statement = self.statement(statement).await?;
-        let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
-        frontend::execute_statement(
-            &statement.0.name,
-            &statement.0.sql,
-            &statement.0.params,
-            params,
-            &mut bytes,
-        )?;
-        let responses = self.request(bytes).await?;
+        let responses = self.execute_request(&statement, params).await?;
         Ok(RowStream::new(responses, Some(statement.0.columns.clone())))
     }
 

@@ -67,21 +67,10 @@ impl CursorStream {
     ) -> Result<CursorStream, PgError> {
         let fetch_size = i32::try_from(fetch_size.max(1)).unwrap_or(i32::MAX);
         let mut bytes = BytesMut::new();
-        // Encoded before the lease is taken: a bad parameter costs nothing.
-        let portal_of = |lease: u64| format!("wpg_cursor_{lease}");
-        let probe = portal_of(0);
-        frontend::cursor_open(
-            &probe,
-            &statement.0.name,
-            &statement.0.sql,
-            &statement.0.params,
-            params,
-            fetch_size,
-            &mut bytes,
-        )?;
-        let lease = conn.lease().await?;
-        let portal = portal_of(lease);
-        bytes.clear();
+        // Encoded before the lease is taken, so a bad parameter costs
+        // nothing. One name serves every cursor: the lease lets only one be
+        // open on a connection at a time.
+        let portal = "wpg_cursor".to_string();
         frontend::cursor_open(
             &portal,
             &statement.0.name,
@@ -91,6 +80,7 @@ impl CursorStream {
             fetch_size,
             &mut bytes,
         )?;
+        let lease = conn.lease().await?;
         let mut cursor = CursorStream {
             conn: conn.clone(),
             lease,

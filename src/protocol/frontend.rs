@@ -79,11 +79,7 @@ pub(crate) fn execute_statement(
     buf: &mut BytesMut,
 ) -> Result<(), PgError> {
     transactional(buf, |buf| {
-        if statement.is_empty() {
-            frontend::parse("", sql, types.iter().map(Type::oid), buf)
-                .map_err(|e| encode_error("query", e))?;
-        }
-        bind(buf, statement, types, params)?;
+        bind_statement(buf, "", statement, sql, types, params)?;
         frontend::execute("", 0, buf).map_err(|e| encode_error("execute", e))?;
         frontend::sync(buf);
         Ok(())
@@ -103,11 +99,7 @@ pub(crate) fn cursor_open(
     buf: &mut BytesMut,
 ) -> Result<(), PgError> {
     transactional(buf, |buf| {
-        if statement.is_empty() {
-            frontend::parse("", sql, types.iter().map(Type::oid), buf)
-                .map_err(|e| encode_error("query", e))?;
-        }
-        bind_portal(buf, portal, statement, types, params)?;
+        bind_statement(buf, portal, statement, sql, types, params)?;
         cursor_fetch(portal, fetch_size, buf)
     })
 }
@@ -172,6 +164,24 @@ fn bind(
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<(), PgError> {
     bind_portal(buf, "", statement, types, params)
+}
+
+/// Bind of `statement` into `portal`; the unnamed statement is parsed
+/// again first, from `sql` with its parameter types, so the request does not
+/// depend on what an earlier one left behind.
+fn bind_statement(
+    buf: &mut BytesMut,
+    portal: &str,
+    statement: &str,
+    sql: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), PgError> {
+    if statement.is_empty() {
+        frontend::parse("", sql, types.iter().map(Type::oid), buf)
+            .map_err(|e| encode_error("query", e))?;
+    }
+    bind_portal(buf, portal, statement, types, params)
 }
 
 fn bind_portal(
