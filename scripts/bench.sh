@@ -11,6 +11,8 @@
 # Environment:
 #   BENCH_ROUNDS   runs per cell, median reported (default 3)
 #   BENCH_SCALE    divides every N, for a quick smoke run (default 1)
+#   BENCH_WORKLOADS  workloads to run, space- or comma-separated, in table
+#                  order (default all: latency pipeline fetch_many insert_batch cache)
 #   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
 #   CARGO_TARGET_DIR  where the bench is built (default bench/target)
 #
@@ -34,8 +36,14 @@ for v in ROUNDS SCALE CELL_TIMEOUT; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
 
-declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000)
-WORKLOADS=(latency pipeline)
+declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [fetch_many]=1000000 [insert_batch]=10000 [cache]=20000)
+ALL_WORKLOADS=(latency pipeline fetch_many insert_batch cache)
+selected="${BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
+read -r -a WORKLOADS <<<"${selected//,/ }"
+((${#WORKLOADS[@]} > 0)) || die "BENCH_WORKLOADS selects no workload"
+for w in "${WORKLOADS[@]}"; do
+    [[ -n "${WORKLOAD_N[$w]:-}" ]] || die "unknown workload '$w' in BENCH_WORKLOADS (known: ${ALL_WORKLOADS[*]})"
+done
 IN_FLIGHT=1000
 WASM=wasm32-wasip2
 
@@ -103,14 +111,33 @@ run_cell() {
         return 0
     fi
     printf '%s rss_kib=%s\n' "$line" "$(tail -n1 "$rss")"
+    # The cache workload's sanity check: our statement cache's counters.
+    grep '^statement cache' "$out" | sed 's/^/    /' || true
     OPS[$key]+="$ops "
     RSS[$key]+="$(tail -n1 "$rss") "
 }
 
-CELLS=("ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm")
-for workload in "${WORKLOADS[@]}"; do
-    n=$((WORKLOAD_N[$workload] / SCALE))
+# cells WORKLOAD: the "client runtime" pairs it runs, in table order. The cache
+# workload also runs our client without its statement cache.
+cells() {
+    if [[ "$1" == cache ]]; then
+        printf '%s\n' "ours current" "ours-nocache current" "ours multi" "ours-nocache multi" \
+            "tokio-postgres current" "tokio-postgres multi" "ours wasm" "ours-nocache wasm"
+    else
+        printf '%s\n' "ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm"
+    fi
+}
+
+# n_for WORKLOAD: its N after BENCH_SCALE.
+n_for() {
+    local n=$((WORKLOAD_N[$1] / SCALE))
     ((n > 0)) || n=1
+    echo "$n"
+}
+
+for workload in "${WORKLOADS[@]}"; do
+    n=$(n_for "$workload")
+    mapfile -t CELLS < <(cells "$workload")
     for ((round = 1; round <= ROUNDS; round++)); do
         for cell in "${CELLS[@]}"; do
             read -r client runtime <<<"$cell"
@@ -127,6 +154,7 @@ echo
 echo "| workload | client | runtime | ops/s (median) | ratio vs tokio-postgres | peak RSS MiB |"
 echo "|---|---|---|---:|---:|---:|"
 for workload in "${WORKLOADS[@]}"; do
+    mapfile -t CELLS < <(cells "$workload")
     for cell in "${CELLS[@]}"; do
         read -r client runtime <<<"$cell"
         key="$workload|$client|$runtime"
@@ -148,7 +176,26 @@ for workload in "${WORKLOADS[@]}"; do
     done
 done
 echo
-echo "N: latency ${WORKLOAD_N[latency]}/$SCALE sequential, pipeline ${WORKLOAD_N[pipeline]}/$SCALE with $IN_FLIGHT in flight; median of $ROUNDS; server and clients on CPU 0; RSS: max over rounds, whole process (wasmtime included for wasm)."
+declare -A WORKLOAD_NOTE=(
+    [latency]="sequential SELECT \$1::int4"
+    [pipeline]="SELECT \$1::int4 with $IN_FLIGHT in flight"
+    [fetch_many]="rows streamed from one query (int4 + md5 text per row; ops/s = rows/s)"
+    [insert_batch]="sequential single-row parameterized INSERTs into a fresh temp table"
+    [cache]="sequential executions cycling over 20 distinct statements by SQL text (tokio-postgres prepares each time; ours-nocache: statement_cache_size(0), unnamed statements)"
+)
+notes=()
+for w in "${WORKLOADS[@]}"; do
+    notes+=("$w $(n_for "$w") ${WORKLOAD_NOTE[$w]}")
+done
+footnote="N: ${notes[0]}"
+for note_text in "${notes[@]:1}"; do
+    footnote+="; $note_text"
+done
+footnote+="."
+if ((SCALE > 1)); then
+    footnote+=" (N divided by BENCH_SCALE=$SCALE.)"
+fi
+echo "$footnote Median of $ROUNDS; server and clients on CPU 0; ratio: vs tokio-postgres on the same runtime (wasm vs current); RSS: max over rounds, whole process (wasmtime included for wasm)."
 
 if ((FAILURES > 0)); then
     die "$FAILURES cell run(s) failed"

@@ -5,15 +5,23 @@
 //! RESULT client=ours runtime=current workload=latency n=20000 in_flight=1 secs=0.41 ops_per_sec=48500
 //! ```
 //!
-//! Usage: `wasi-pg-client-bench --client ours|tokio-postgres --runtime current|multi
-//!         --workload latency|pipeline [--n N] [--in-flight K]`, server from the
-//! `BENCH_URL` environment variable (a `postgresql://` URI). Built for
-//! wasm32-wasip2 only `--client ours` exists and the runtime is wstd's.
+//! Usage: `wasi-pg-client-bench --client ours|ours-nocache|tokio-postgres
+//!         --runtime current|multi --workload WORKLOAD [--n N] [--in-flight K]`,
+//! server from the `BENCH_URL` environment variable (a `postgresql://` URI).
+//! Built for wasm32-wasip2 only our client exists and the runtime is wstd's.
+//! `ours-nocache` is our client with `statement_cache_size(0)`.
 //! `scripts/bench.sh` runs every cell and tabulates the results.
 //!
-//! Workloads, each `SELECT $1::int4` with the answer checked:
-//! - latency: N sequential round trips.
-//! - pipeline: N queries with up to K in flight on one connection.
+//! Workloads, every answer checked; ops are the N counted:
+//! - latency: N sequential `SELECT $1::int4`.
+//! - pipeline: N `SELECT $1::int4` with up to K in flight on one connection.
+//! - fetch_many: one query streaming N rows `(g int4, md5(g::text) text)`,
+//!   both columns read from every row; ops are rows.
+//! - insert_batch: N sequential single-row parameterized INSERTs into a
+//!   fresh temporary table, then `count(*)` checked.
+//! - cache: N sequential executions cycling through 20 distinct statements
+//!   `SELECT $1::int4 + k`, by SQL text. Ours uses its statement cache;
+//!   tokio-postgres has none, so `query_one(text)` prepares every time.
 
 use std::error::Error;
 use std::future::Future;
@@ -24,7 +32,12 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 type BoxError = Box<dyn Error>;
 
-const SQL: &str = "SELECT $1::int4";
+const ECHO_SQL: &str = "SELECT $1::int4";
+const CREATE_SQL: &str = "CREATE TEMP TABLE bench_insert (id int4, name text)";
+const INSERT_SQL: &str = "INSERT INTO bench_insert (id, name) VALUES ($1, $2)";
+const COUNT_SQL: &str = "SELECT count(*) FROM bench_insert";
+/// Distinct statements of the cache workload.
+const CACHE_STATEMENTS: i32 = 20;
 /// Untimed operations first, so connection setup, statement preparation and
 /// allocator growth stay out of the measurement.
 const WARM_UP: i32 = 200;
@@ -32,6 +45,7 @@ const WARM_UP: i32 = 200;
 #[derive(Clone, Copy)]
 enum Client {
     Ours,
+    OursNoCache,
     #[cfg(not(target_arch = "wasm32"))]
     TokioPostgres,
 }
@@ -46,11 +60,22 @@ enum Runtime {
     Wstd,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Workload {
     Latency,
     Pipeline,
+    FetchMany,
+    InsertBatch,
+    Cache,
 }
+
+const WORKLOADS: [Workload; 5] = [
+    Workload::Latency,
+    Workload::Pipeline,
+    Workload::FetchMany,
+    Workload::InsertBatch,
+    Workload::Cache,
+];
 
 struct Args {
     client: Client,
@@ -64,6 +89,7 @@ impl Client {
     fn name(self) -> &'static str {
         match self {
             Client::Ours => "ours",
+            Client::OursNoCache => "ours-nocache",
             #[cfg(not(target_arch = "wasm32"))]
             Client::TokioPostgres => "tokio-postgres",
         }
@@ -88,6 +114,19 @@ impl Workload {
         match self {
             Workload::Latency => "latency",
             Workload::Pipeline => "pipeline",
+            Workload::FetchMany => "fetch_many",
+            Workload::InsertBatch => "insert_batch",
+            Workload::Cache => "cache",
+        }
+    }
+
+    fn default_n(self) -> i32 {
+        match self {
+            Workload::Latency => 20_000,
+            Workload::Pipeline => 100_000,
+            Workload::FetchMany => 1_000_000,
+            Workload::InsertBatch => 10_000,
+            Workload::Cache => 20_000,
         }
     }
 }
@@ -100,6 +139,7 @@ fn parse_args() -> Result<Args, BoxError> {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match (flag.as_str(), value.as_str()) {
             ("--client", "ours") => client = Some(Client::Ours),
+            ("--client", "ours-nocache") => client = Some(Client::OursNoCache),
             #[cfg(not(target_arch = "wasm32"))]
             ("--client", "tokio-postgres") => client = Some(Client::TokioPostgres),
             #[cfg(not(target_arch = "wasm32"))]
@@ -108,8 +148,14 @@ fn parse_args() -> Result<Args, BoxError> {
             ("--runtime", "multi") => runtime = Some(Runtime::Multi),
             #[cfg(target_arch = "wasm32")]
             ("--runtime", "wstd") => runtime = Some(Runtime::Wstd),
-            ("--workload", "latency") => workload = Some(Workload::Latency),
-            ("--workload", "pipeline") => workload = Some(Workload::Pipeline),
+            ("--workload", w) => {
+                workload = Some(
+                    WORKLOADS
+                        .into_iter()
+                        .find(|k| k.name() == w)
+                        .ok_or_else(|| format!("unknown workload {w}"))?,
+                )
+            }
             ("--n", v) => n = Some(v.parse::<i32>()?),
             ("--in-flight", v) => in_flight = v.parse::<usize>()?,
             (flag, value) => return Err(format!("unsupported argument {flag} {value}").into()),
@@ -117,96 +163,239 @@ fn parse_args() -> Result<Args, BoxError> {
     }
     #[cfg(target_arch = "wasm32")]
     let runtime = runtime.or(Some(Runtime::Wstd));
-    let workload = workload.ok_or("--workload latency|pipeline is required")?;
+    let workload = workload.ok_or("--workload is required")?;
+    let n = n.unwrap_or(workload.default_n());
+    if n < 1 {
+        return Err("--n must be at least 1".into());
+    }
     Ok(Args {
         client: client.ok_or("--client is required")?,
         runtime: runtime.ok_or("--runtime current|multi is required")?,
         workload,
-        n: n.unwrap_or(match workload {
-            Workload::Latency => 20_000,
-            Workload::Pipeline => 100_000,
-        }),
+        n,
         in_flight: in_flight.max(1),
     })
 }
 
-/// The single operation every workload is made of: `SELECT $1::int4` with `i`.
-trait Echo {
+/// What every workload is made of, for each client.
+trait Db {
+    /// `SELECT $1::int4` with `i`; the client's fastest way to repeat it.
     async fn echo(&self, i: i32) -> Result<i32, BoxError>;
+    /// `sql` (one int4 parameter, one int4 row) by SQL text.
+    async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError>;
+    /// Runs `sql` (no parameters, no rows wanted).
+    async fn batch(&self, sql: &str) -> Result<(), BoxError>;
+    /// Creates `bench_insert` (`CREATE_SQL`) and readies `insert`.
+    async fn create_insert_table(&mut self) -> Result<(), BoxError>;
+    /// `INSERT_SQL` with one row; returns the rows affected.
+    async fn insert(&self, id: i32, name: &str) -> Result<u64, BoxError>;
+    /// `sql` returning one int8.
+    async fn scalar_i64(&self, sql: &str) -> Result<i64, BoxError>;
+    /// Streams the rows of `sql` (int4, text) through `each`.
+    async fn fetch<F>(&self, sql: &str, each: F) -> Result<(), BoxError>
+    where
+        F: FnMut(i32, &str) -> Result<(), BoxError>;
 }
 
 struct Ours(wasi_pg_client::Connection);
 
-impl Echo for Ours {
+impl Db for Ours {
     async fn echo(&self, i: i32) -> Result<i32, BoxError> {
         // By SQL text on purpose: the connection's statement cache is part of
         // what is measured.
-        let row = self.0.query_one(SQL, &[&i]).await?;
-        Ok(row.get(0)?)
+        self.query_text(ECHO_SQL, i).await
+    }
+
+    async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError> {
+        Ok(self.0.query_one(sql, &[&i]).await?.get(0)?)
+    }
+
+    async fn batch(&self, sql: &str) -> Result<(), BoxError> {
+        self.0.simple_query(sql).await?;
+        Ok(())
+    }
+
+    async fn create_insert_table(&mut self) -> Result<(), BoxError> {
+        self.batch(CREATE_SQL).await
+    }
+
+    async fn insert(&self, id: i32, name: &str) -> Result<u64, BoxError> {
+        Ok(self.0.execute(INSERT_SQL, &[&id, &name]).await?)
+    }
+
+    async fn scalar_i64(&self, sql: &str) -> Result<i64, BoxError> {
+        Ok(self.0.query_one(sql, &[]).await?.get(0)?)
+    }
+
+    async fn fetch<F>(&self, sql: &str, mut each: F) -> Result<(), BoxError>
+    where
+        F: FnMut(i32, &str) -> Result<(), BoxError>,
+    {
+        let mut rows = self.0.query_stream(sql).await?;
+        while let Some(row) = rows.next().await? {
+            each(row.get(0)?, row.get(1)?)?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 struct TokioPg {
     client: tokio_postgres::Client,
-    statement: tokio_postgres::Statement,
+    echo: tokio_postgres::Statement,
+    /// Prepared once `bench_insert` exists.
+    insert: Option<tokio_postgres::Statement>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-impl Echo for TokioPg {
+impl Db for TokioPg {
     async fn echo(&self, i: i32) -> Result<i32, BoxError> {
-        let row = self.client.query_one(&self.statement, &[&i]).await?;
+        let row = self.client.query_one(&self.echo, &[&i]).await?;
         Ok(row.try_get(0)?)
     }
-}
 
-fn check(sent: i32, got: i32) -> Result<(), BoxError> {
-    if sent == got {
+    async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError> {
+        // tokio-postgres has no statement cache: this prepares, binds and
+        // closes a named statement every time.
+        Ok(self.client.query_one(sql, &[&i]).await?.try_get(0)?)
+    }
+
+    async fn batch(&self, sql: &str) -> Result<(), BoxError> {
+        Ok(self.client.batch_execute(sql).await?)
+    }
+
+    async fn create_insert_table(&mut self) -> Result<(), BoxError> {
+        self.batch(CREATE_SQL).await?;
+        self.insert = Some(self.client.prepare(INSERT_SQL).await?);
         Ok(())
-    } else {
-        Err(format!("sent {sent}, got back {got}").into())
+    }
+
+    async fn insert(&self, id: i32, name: &str) -> Result<u64, BoxError> {
+        let statement = self.insert.as_ref().ok_or("bench_insert not created")?;
+        Ok(self.client.execute(statement, &[&id, &name]).await?)
+    }
+
+    async fn scalar_i64(&self, sql: &str) -> Result<i64, BoxError> {
+        Ok(self.client.query_one(sql, &[]).await?.try_get(0)?)
+    }
+
+    async fn fetch<F>(&self, sql: &str, mut each: F) -> Result<(), BoxError>
+    where
+        F: FnMut(i32, &str) -> Result<(), BoxError>,
+    {
+        let rows = self
+            .client
+            .query_raw(sql, std::iter::empty::<i32>())
+            .await?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.try_next().await? {
+            each(row.try_get(0)?, row.try_get(1)?)?;
+        }
+        Ok(())
     }
 }
 
-async fn run_workload<E: Echo>(
-    db: &E,
-    workload: Workload,
-    values: Range<i32>,
-    in_flight: usize,
-) -> Result<(), BoxError> {
-    match workload {
+fn check<T: PartialEq + std::fmt::Display>(what: &str, want: T, got: T) -> Result<(), BoxError> {
+    if want == got {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {want}, got {got}").into())
+    }
+}
+
+fn cache_sql() -> Vec<String> {
+    (0..CACHE_STATEMENTS)
+        .map(|k| format!("SELECT $1::int4 + {k}"))
+        .collect()
+}
+
+/// Runs `values.len()` operations of `workload` (rows, for fetch_many).
+async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<(), BoxError> {
+    match args.workload {
         Workload::Latency => {
             for i in values {
-                check(i, db.echo(i).await?)?;
+                check("echo", i, db.echo(i).await?)?;
             }
-            Ok(())
         }
         Workload::Pipeline => {
             // All futures share one connection; both clients pipeline the
             // requests of concurrent futures onto its socket.
             stream::iter(values)
-                .map(|i| async move { check(i, db.echo(i).await?) })
-                .buffer_unordered(in_flight)
+                .map(|i| async move { check("echo", i, db.echo(i).await?) })
+                .buffer_unordered(args.in_flight)
                 .try_for_each(|()| async { Ok(()) })
-                .await
+                .await?;
+        }
+        Workload::FetchMany => {
+            let n = values.len();
+            let sql = format!("SELECT g, md5(g::text) FROM generate_series(1, {n}) g");
+            let mut last = 0i32;
+            db.fetch(&sql, |g, md5| {
+                check("g", last + 1, g)?;
+                check("md5 length", 32, md5.len())?;
+                last = g;
+                Ok(())
+            })
+            .await?;
+            check("rows", i32::try_from(n)?, last)?;
+        }
+        Workload::InsertBatch => {
+            for i in values {
+                check("rows inserted", 1, db.insert(i, "bench row name").await?)?;
+            }
+        }
+        Workload::Cache => {
+            let sql = cache_sql();
+            for i in values {
+                let k = i % CACHE_STATEMENTS;
+                check("sum", i + k, db.query_text(&sql[k as usize], i).await?)?;
+            }
         }
     }
+    Ok(())
 }
 
-/// Warms up, then returns the seconds the timed run took.
-async fn measure<E: Echo>(db: &E, args: &Args) -> Result<f64, BoxError> {
-    run_workload(db, args.workload, 0..WARM_UP, args.in_flight).await?;
+/// Sets up, warms up, then returns the seconds the timed run took (and
+/// checks what the timed run left behind).
+async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<f64, BoxError> {
+    if args.workload == Workload::InsertBatch {
+        db.create_insert_table().await?;
+    }
+    run_workload(db, args, 0..WARM_UP).await?;
+    if args.workload == Workload::InsertBatch {
+        db.batch("DELETE FROM bench_insert").await?;
+    }
     let start = Instant::now();
-    run_workload(db, args.workload, 0..args.n, args.in_flight).await?;
-    Ok(start.elapsed().as_secs_f64())
+    run_workload(db, args, 0..args.n).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if args.workload == Workload::InsertBatch {
+        check(
+            "count(*)",
+            i64::from(args.n),
+            db.scalar_i64(COUNT_SQL).await?,
+        )?;
+    }
+    Ok(secs)
 }
 
 async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
     match args.client {
-        Client::Ours => {
-            let config = wasi_pg_client::Config::from_uri(url)?;
+        Client::Ours | Client::OursNoCache => {
+            let mut config = wasi_pg_client::Config::from_uri(url)?;
+            if let Client::OursNoCache = args.client {
+                config = config.statement_cache_size(0);
+            }
             let conn = wasi_pg_client::Connection::connect(&config).await?;
-            let secs = measure(&Ours(conn.clone()), args).await?;
+            let secs = measure(&mut Ours(conn.clone()), args).await?;
+            if args.workload == Workload::Cache {
+                let stats = conn.statement_cache_stats();
+                eprintln!(
+                    "statement cache ({}, warm-up included): hits={} misses={}",
+                    args.client.name(),
+                    stats.hits,
+                    stats.misses
+                );
+            }
             conn.close().await?;
             Ok(secs)
         }
@@ -214,9 +403,13 @@ async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
         Client::TokioPostgres => {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
             let driver = tokio::spawn(connection);
-            let statement = client.prepare(SQL).await?;
-            let db = TokioPg { client, statement };
-            let secs = measure(&db, args).await?;
+            let echo = client.prepare(ECHO_SQL).await?;
+            let mut db = TokioPg {
+                client,
+                echo,
+                insert: None,
+            };
+            let secs = measure(&mut db, args).await?;
             // Dropping the client ends the connection task.
             drop(db);
             driver.await??;
@@ -244,8 +437,8 @@ fn main() -> Result<(), BoxError> {
     let url = std::env::var("BENCH_URL").map_err(|_| "set BENCH_URL to a postgresql:// URI")?;
     let secs = block_on(args.runtime, run(&args, &url))??;
     let in_flight = match args.workload {
-        Workload::Latency => 1,
         Workload::Pipeline => args.in_flight,
+        _ => 1,
     };
     println!(
         "RESULT client={} runtime={} workload={} n={} in_flight={} secs={:.4} ops_per_sec={:.0}",

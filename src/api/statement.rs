@@ -137,6 +137,8 @@ impl StatementMemo {
 pub struct StatementCacheStats {
     /// Lookups answered without a Parse.
     pub hits: u64,
-    /// Parses sent.
+    /// Statements that had to be prepared (described by the server). With
+    /// `statement_cache_size(0)` every execution is one, and parses its
+    /// unnamed statement once more with its bind.
     pub misses: u64,
 }
