@@ -522,7 +522,11 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         else {
             return;
         };
-        answer.push(pending.split());
+        // Splitting even an empty buffer allocates (bytes promotes it to a
+        // shared one), and this runs after every read.
+        if !pending.is_empty() {
+            answer.push(pending.split());
+        }
         if last {
             if let Some(InFlight::User { answer, .. }) = self.in_flight.pop_front() {
                 if answer.is_waiting() {

@@ -2,11 +2,13 @@
 //! every method builds a request and sends it to the connection actor.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_channel::oneshot;
+use futures_util::future::Either;
 use postgres_types::ToSql;
 
 use crate::actors::cancel::{CancelService, CancelTarget};
@@ -64,6 +66,9 @@ impl std::fmt::Debug for Connection {
             .finish()
     }
 }
+
+/// A call running under a deadline (the rare, boxed path of `timed`).
+type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, PgError>> + Send + 'a>>;
 
 /// Room for the message headers of one request, so encoding a typical
 /// request allocates once.
@@ -357,13 +362,24 @@ impl Connection {
     /// Runs `call` under this handle's query timeout: when it fires, the
     /// server is asked to cancel (so the query does not run on unseen) and
     /// the call fails with `PgError::Timeout`.
-    async fn timed<T, F>(&self, call: F) -> Result<T, PgError>
+    fn timed<'a, T, F>(&'a self, call: F) -> Either<F, BoxedCall<'a, T>>
+    where
+        F: Future<Output = Result<T, PgError>> + Send + 'a,
+        T: Send + 'a,
+    {
+        // Not an `async fn`: one taking `call` as an argument and awaiting
+        // it stores the future twice, doubling every query's future. The
+        // deadline path is boxed for the same reason (timer and cancel).
+        match self.query_timeout {
+            None => Either::Left(call),
+            Some(limit) => Either::Right(Box::pin(self.with_deadline(limit, call))),
+        }
+    }
+
+    async fn with_deadline<T, F>(&self, limit: Duration, call: F) -> Result<T, PgError>
     where
         F: Future<Output = Result<T, PgError>>,
     {
-        let Some(limit) = self.query_timeout else {
-            return call.await;
-        };
         match rt::timeout(Some(limit), "the query", call).await {
             Ok(result) => result,
             Err(timeout) => {
@@ -431,7 +447,9 @@ impl Connection {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Ok(statement);
                 }
-                let statement = self.prepare(sql).await?;
+                // Boxed, like the other rare paths here: query futures stay
+                // small (callers box or spawn them, and wasm's stack is 1 MiB).
+                let statement = Box::pin(self.prepare(sql)).await?;
                 self.inner.statements.insert(&statement);
                 Ok(statement)
             }
@@ -477,9 +495,10 @@ impl Connection {
                     {
                         retried = true;
                         self.inner.statements.invalidate(&statement);
-                        let fresh = self
-                            .prepare_replacing(statement.sql(), Some(statement.clone()))
-                            .await?;
+                        let fresh = Box::pin(
+                            self.prepare_replacing(statement.sql(), Some(statement.clone())),
+                        )
+                        .await?;
                         self.inner.statements.insert(&fresh);
                         statement = fresh;
                     }
