@@ -454,8 +454,9 @@ mod tests {
     #[test]
     fn ipv6_literal_round_trip() -> io::Result<()> {
         wstd::runtime::block_on(async {
-            if TcpListener::bind("[::1]:0").await.is_err() {
-                eprintln!("skipped: cannot bind [::1] here");
+            // scripts/lib/cluster.sh says whether this machine has IPv6
+            // loopback; where it does, this must work.
+            if std::env::var("PGTEST_IPV6").as_deref() == Ok("0") {
                 return Ok(());
             }
             round_trip("::1", "[::1]:0").await?;
