@@ -44,6 +44,16 @@ fn tls_config(
     Ok(config)
 }
 
+/// The SCRAM user over TLS, checked against the test CA.
+fn scram(host: &str, mode: SslMode) -> Result<Config, String> {
+    tls_config(host, "scram_user", Some("scram_secret"), mode)
+}
+
+/// The error a connection attempt must end with (`None` if it connected).
+async fn refused(config: &Config) -> Option<PgError> {
+    Connection::connect(config).await.err()
+}
+
 fn wrong_host() -> Result<String, String> {
     std::env::var("PGTEST_WRONG_HOST").map_err(|_| "PGTEST_WRONG_HOST is not set".to_string())
 }
@@ -61,13 +71,8 @@ async fn encrypted(conn: &Connection) -> Result<bool, PgError> {
 fn verify_full_connects_encrypted_with_scram_plus() -> TestResult {
     run(async {
         // channel_binding=require succeeds only through SCRAM-SHA-256-PLUS.
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?
-        .channel_binding(ChannelBinding::Require);
+        let config =
+            scram("127.0.0.1", SslMode::VerifyFull)?.channel_binding(ChannelBinding::Require);
         let conn = Connection::connect(&config).await?;
         check!(encrypted(&conn).await?);
         check_eq!(conn.query_one("SELECT 7", &[]).await?.get::<_, i32>(0)?, 7);
@@ -78,13 +83,8 @@ fn verify_full_connects_encrypted_with_scram_plus() -> TestResult {
 #[test]
 fn verify_full_by_host_name_and_root_file() -> TestResult {
     run(async {
-        let config = tls_config(
-            "localhost",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?
-        .ssl_root_certs(RootCerts::Custom(PemSource::File(cert_file("ca.crt")?)));
+        let config = scram("localhost", SslMode::VerifyFull)?
+            .ssl_root_certs(RootCerts::Custom(PemSource::File(cert_file("ca.crt")?)));
         let conn = Connection::connect(&config).await?;
         check!(encrypted(&conn).await?);
         Ok(())
@@ -94,16 +94,8 @@ fn verify_full_by_host_name_and_root_file() -> TestResult {
 #[test]
 fn verify_full_refuses_a_certificate_for_another_host() -> TestResult {
     run(async {
-        let config = tls_config(
-            &wrong_host()?,
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?;
-        let e = Connection::connect(&config)
-            .await
-            .err()
-            .ok_or("a name mismatch must fail")?;
+        let config = scram(&wrong_host()?, SslMode::VerifyFull)?;
+        let e = refused(&config).await.ok_or("a name mismatch must fail")?;
         check!(matches!(e, PgError::Tls(_)), "{e:?}");
         check!(e.to_string().contains("NotValidForName"), "{e}");
         Ok(())
@@ -113,12 +105,7 @@ fn verify_full_refuses_a_certificate_for_another_host() -> TestResult {
 #[test]
 fn verify_ca_accepts_a_certificate_for_another_host() -> TestResult {
     run(async {
-        let config = tls_config(
-            &wrong_host()?,
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyCa,
-        )?;
+        let config = scram(&wrong_host()?, SslMode::VerifyCa)?;
         let conn = Connection::connect(&config).await?;
         check!(encrypted(&conn).await?);
         Ok(())
@@ -128,17 +115,8 @@ fn verify_ca_accepts_a_certificate_for_another_host() -> TestResult {
 #[test]
 fn verify_ca_refuses_a_server_from_another_ca() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyCa,
-        )?
-        .ssl_root_cert_pem(pem("other_ca.crt")?);
-        let e = Connection::connect(&config)
-            .await
-            .err()
-            .ok_or("an unknown CA must fail")?;
+        let config = scram("127.0.0.1", SslMode::VerifyCa)?.ssl_root_cert_pem(pem("other_ca.crt")?);
+        let e = refused(&config).await.ok_or("an unknown CA must fail")?;
         check!(matches!(e, PgError::Tls(_)), "{e:?}");
         Ok(())
     })
@@ -147,17 +125,8 @@ fn verify_ca_refuses_a_server_from_another_ca() -> TestResult {
 #[test]
 fn default_roots_refuse_a_private_ca() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?
-        .ssl_root_certs(RootCerts::WebPki);
-        let e = Connection::connect(&config)
-            .await
-            .err()
-            .ok_or("webpki roots must refuse")?;
+        let config = scram("127.0.0.1", SslMode::VerifyFull)?.ssl_root_certs(RootCerts::WebPki);
+        let e = refused(&config).await.ok_or("webpki roots must refuse")?;
         check!(matches!(e, PgError::Tls(_)), "{e:?}");
         Ok(())
     })
@@ -166,13 +135,7 @@ fn default_roots_refuse_a_private_ca() -> TestResult {
 #[test]
 fn require_encrypts_without_checking_the_certificate() -> TestResult {
     run(async {
-        let config = tls_config(
-            &wrong_host()?,
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::Require,
-        )?
-        .ssl_root_certs(RootCerts::WebPki);
+        let config = scram(&wrong_host()?, SslMode::Require)?.ssl_root_certs(RootCerts::WebPki);
         let conn = Connection::connect(&config).await?;
         check!(encrypted(&conn).await?);
         Ok(())
@@ -183,17 +146,8 @@ fn require_encrypts_without_checking_the_certificate() -> TestResult {
 fn require_with_a_root_certificate_checks_the_chain() -> TestResult {
     run(async {
         // libpq: sslmode=require with sslrootcert behaves like verify-ca.
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::Require,
-        )?
-        .ssl_root_cert_pem(pem("other_ca.crt")?);
-        let e = Connection::connect(&config)
-            .await
-            .err()
-            .ok_or("must check the chain")?;
+        let config = scram("127.0.0.1", SslMode::Require)?.ssl_root_cert_pem(pem("other_ca.crt")?);
+        let e = refused(&config).await.ok_or("must check the chain")?;
         check!(matches!(e, PgError::Tls(_)), "{e:?}");
         Ok(())
     })
@@ -202,14 +156,9 @@ fn require_with_a_root_certificate_checks_the_chain() -> TestResult {
 #[test]
 fn accept_invalid_certs_accepts_anything() -> TestResult {
     run(async {
-        let config = tls_config(
-            &wrong_host()?,
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?
-        .ssl_root_cert_pem(pem("other_ca.crt")?)
-        .accept_invalid_certs(true);
+        let config = scram(&wrong_host()?, SslMode::VerifyFull)?
+            .ssl_root_cert_pem(pem("other_ca.crt")?)
+            .accept_invalid_certs(true);
         let conn = Connection::connect(&config).await?;
         check!(encrypted(&conn).await?);
         Ok(())
@@ -219,12 +168,7 @@ fn accept_invalid_certs_accepts_anything() -> TestResult {
 #[test]
 fn prefer_encrypts_when_the_server_can() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::Prefer,
-        )?;
+        let config = scram("127.0.0.1", SslMode::Prefer)?;
         let conn = Connection::connect(&config).await?;
         check!(encrypted(&conn).await?);
         Ok(())
@@ -234,12 +178,7 @@ fn prefer_encrypts_when_the_server_can() -> TestResult {
 #[test]
 fn disable_stays_plaintext_and_tls_only_users_are_refused() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::Disable,
-        )?;
+        let config = scram("127.0.0.1", SslMode::Disable)?;
         let conn = Connection::connect(&config).await?;
         check!(!encrypted(&conn).await?);
         let config = tls_config(
@@ -248,10 +187,7 @@ fn disable_stays_plaintext_and_tls_only_users_are_refused() -> TestResult {
             Some("tls_secret"),
             SslMode::Disable,
         )?;
-        let e = Connection::connect(&config)
-            .await
-            .err()
-            .ok_or("hostnossl reject")?;
+        let e = refused(&config).await.ok_or("hostnossl reject")?;
         check_eq!(e.code(), Some("28000"));
         Ok(())
     })
@@ -260,12 +196,7 @@ fn disable_stays_plaintext_and_tls_only_users_are_refused() -> TestResult {
 #[test]
 fn allow_falls_back_to_tls_when_plaintext_is_refused() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::Allow,
-        )?;
+        let config = scram("127.0.0.1", SslMode::Allow)?;
         let conn = Connection::connect(&config).await?;
         check!(!encrypted(&conn).await?, "allow tries plaintext first");
         let config = tls_config("127.0.0.1", "tls_user", Some("tls_secret"), SslMode::Allow)?;
@@ -304,10 +235,7 @@ fn a_wrong_client_key_is_a_clear_error() -> TestResult {
                 PemSource::Pem(pem("client.crt")?),
                 PemSource::Pem(pem("wrong_client.key")?),
             );
-        let e = Connection::connect(&config)
-            .await
-            .err()
-            .ok_or("a mismatched key must fail")?;
+        let e = refused(&config).await.ok_or("a mismatched key must fail")?;
         check!(matches!(e, PgError::Tls(_)), "{e:?}");
         check!(e.to_string().contains("ssl"), "{e}");
         let debug = format!("{config:?}");
@@ -322,12 +250,7 @@ fn a_wrong_client_key_is_a_clear_error() -> TestResult {
 #[test]
 fn tls_pipelines_large_answers_both_ways() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?;
+        let config = scram("127.0.0.1", SslMode::VerifyFull)?;
         let conn = Connection::connect(&config).await?;
         let payload: String = std::iter::repeat_n('t', 1 << 20).collect();
         let answers = futures_util::future::join_all((0..8).map(|_| {
@@ -373,9 +296,8 @@ fn direct_tls_against_postgresql_18() -> TestResult {
             .get(0)?;
         check!(version.starts_with("18"), "{version}");
         let weak = config.ssl_mode(SslMode::Prefer);
-        let e = Connection::connect(&weak)
+        let e = refused(&weak)
             .await
-            .err()
             .ok_or("direct needs require or stronger")?;
         check!(e.to_string().contains("sslnegotiation=direct"), "{e}");
         Ok(())
@@ -406,12 +328,7 @@ async fn until_active(observer: &Connection, pid: i32) -> Result<(), String> {
 #[test]
 fn cancel_stops_a_running_query_over_tls() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?;
+        let config = scram("127.0.0.1", SslMode::VerifyFull)?;
         let conn = Connection::connect(&config).await?;
         let observer = Connection::connect(&config).await?;
         let pid = conn.backend_pid().ok_or("no backend pid")?;
@@ -439,12 +356,7 @@ fn cancel_stops_a_running_query_over_tls() -> TestResult {
 #[test]
 fn cancelling_an_idle_connection_is_harmless() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?;
+        let config = scram("127.0.0.1", SslMode::VerifyFull)?;
         let conn = Connection::connect(&config).await?;
         conn.cancel_token().cancel().await?;
         check_eq!(conn.query_one("SELECT 2", &[]).await?.get::<_, i32>(0)?, 2);
@@ -459,12 +371,7 @@ fn cancelling_an_idle_connection_is_harmless() -> TestResult {
 #[test]
 fn query_timeout_fails_the_call_and_cancels_on_the_server() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?;
+        let config = scram("127.0.0.1", SslMode::VerifyFull)?;
         let conn = Connection::connect(&config).await?;
         let limited = conn.with_query_timeout(std::time::Duration::from_millis(200));
         let started = std::time::Instant::now();
@@ -498,16 +405,9 @@ fn query_timeout_fails_the_call_and_cancels_on_the_server() -> TestResult {
 #[test]
 fn system_roots_are_the_platforms_natively_and_refused_on_wasi() -> TestResult {
     run(async {
-        let config = tls_config(
-            "127.0.0.1",
-            "scram_user",
-            Some("scram_secret"),
-            SslMode::VerifyFull,
-        )?
-        .ssl_root_certs(RootCerts::System);
-        let e = Connection::connect(&config)
+        let config = scram("127.0.0.1", SslMode::VerifyFull)?.ssl_root_certs(RootCerts::System);
+        let e = refused(&config)
             .await
-            .err()
             .ok_or("the test CA is in no system store")?;
         if cfg!(target_arch = "wasm32") {
             check!(matches!(e, PgError::Config(_)), "{e:?}");
