@@ -35,10 +35,14 @@ pub use api::config::{Config, Host, SslMode};
 pub use api::connection::{Connection, ConnectionTask};
 pub use api::cursor::CursorStream;
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
+pub use api::generic::GenericClient;
+pub use api::retry::RetryPolicy;
 pub use api::row::{Column, QueryResult, Row, RowIndex};
 pub use api::statement::{Statement, StatementCacheStats, ToStatement};
 pub use api::stream::{RowStream, STALLED_STREAM_LIMIT};
 pub use api::tls_config::{AuthMethod, ChannelBinding, PemSource, RootCerts, SslNegotiation};
+pub use api::transaction::{Transaction, TransactionBuilder};
+pub use protocol::sql::IsolationLevel;
 pub use transport::AsyncTransport;
 
 /// postgres-types, re-exported: `ToSql`, `FromSql`, `Type` and friends, so

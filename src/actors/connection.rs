@@ -76,6 +76,8 @@ pub(crate) enum Command {
     /// A prepared statement for `sql`, from the cache or prepared now.
     Prepare {
         sql: String,
+        /// The lease of the transaction asking, if any.
+        lease: Option<u64>,
         /// The server no longer knows this statement (or its plan changed):
         /// prepare afresh.
         stale: Option<Statement>,
@@ -88,17 +90,28 @@ pub(crate) enum Command {
 /// Which message ends a request's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ends {
-    /// ReadyForQuery, after a Sync (or a simple Query).
-    ReadyForQuery,
+    /// The last of this many ReadyForQuery messages: one per Sync (or
+    /// simple Query) the request holds.
+    Syncs(u32),
     /// The end of one Execute of a portal, after a Flush: PortalSuspended,
     /// CommandComplete, EmptyQueryResponse, or an ErrorResponse.
     Execute,
 }
 
 impl Ends {
-    pub(crate) fn is_end(self, tag: u8) -> bool {
+    /// A request ending with one Sync: most of them.
+    pub(crate) const SYNC: Ends = Ends::Syncs(1);
+
+    /// Whether the message tagged `tag` ends the answer (counting down the
+    /// ReadyForQuery messages still owed).
+    pub(crate) fn is_end(&mut self, tag: u8) -> bool {
         match self {
-            Ends::ReadyForQuery => tag == b'Z',
+            Ends::Syncs(left) => {
+                if tag == b'Z' {
+                    *left = left.saturating_sub(1);
+                }
+                *left == 0
+            }
             Ends::Execute => matches!(tag, b's' | b'C' | b'I' | b'E'),
         }
     }
@@ -312,16 +325,20 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     }
 
     fn accept(&mut self, command: Command) {
-        if let Some(lease) = self.lease {
-            let own = match &command {
-                Command::Request { lease: l, .. } => *l == Some(lease),
-                Command::Release { lease: l } => *l == lease,
-                _ => false,
-            };
-            if !own {
-                self.held.push_back(command);
-                return;
-            }
+        let belongs_to = match &command {
+            Command::Request { lease, .. } | Command::Prepare { lease, .. } => *lease,
+            Command::Release { lease } => Some(*lease),
+            _ => None,
+        };
+        if self.lease.is_some() && belongs_to != self.lease {
+            self.held.push_back(command);
+            return;
+        }
+        if belongs_to.is_some() && belongs_to != self.lease {
+            // Its lease has ended (a committed transaction's clone, say): it
+            // must not run outside the transaction it was written for.
+            refuse(command, &ended_lease());
+            return;
         }
         match command {
             Command::Request {
@@ -356,7 +373,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     self.accept(command);
                 }
             }
-            Command::Prepare { sql, stale, reply } => {
+            Command::Prepare {
+                sql, stale, reply, ..
+            } => {
                 if let Some(stale) = stale {
                     self.statements.invalidate(&sql, &stale);
                 }
@@ -633,15 +652,30 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         }
         for command in waiting {
             match command {
-                Command::Request { responses, .. } => {
-                    let _ = responses.try_send(Err(error.clone()));
-                }
-                Command::Prepare { reply, .. } => {
-                    let _ = reply.send(Err(error.clone()));
-                }
                 Command::Close { reply } => self.closers.push(reply),
-                Command::Lease { .. } | Command::Release { .. } => {}
+                other => refuse(other, &error),
             }
         }
     }
+}
+
+/// Answers a command that will not run with `error`.
+fn refuse(command: Command, error: &PgError) {
+    match command {
+        Command::Request { responses, .. } => {
+            let _ = responses.try_send(Err(error.clone()));
+        }
+        Command::Prepare { reply, .. } => {
+            let _ = reply.send(Err(error.clone()));
+        }
+        Command::Close { .. } | Command::Lease { .. } | Command::Release { .. } => {}
+    }
+}
+
+fn ended_lease() -> PgError {
+    PgError::Transaction(
+        "this transaction (or cursor) has already ended; its handle can no longer run \
+         statements"
+            .into(),
+    )
 }

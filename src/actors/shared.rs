@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     broken: OnceLock<PgError>,
     notice_handler: RwLock<Option<NoticeHandler>>,
     notifications: Mutex<VecDeque<Notification>>,
+    /// Parameters set with `set_param`, in order, to apply again on a new
+    /// session.
+    session_params: Mutex<Vec<(String, String)>>,
 }
 
 impl Shared {
@@ -68,6 +71,20 @@ impl Shared {
 
     pub(crate) fn set_parameter(&self, name: String, value: String) {
         lock(&self.parameters).insert(name, value);
+    }
+
+    /// Records a session parameter set on the server (run-time parameter
+    /// names are case-insensitive, so `TimeZone` replaces `timezone`).
+    pub(crate) fn remember_session_param(&self, name: &str, value: Option<&str>) {
+        let mut params = lock(&self.session_params);
+        params.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some(value) = value {
+            params.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    pub(crate) fn session_params(&self) -> Vec<(String, String)> {
+        lock(&self.session_params).clone()
     }
 
     /// Records why the connection broke; the first reason wins.

@@ -48,6 +48,9 @@ pub struct Connection {
     inner: Arc<Inner>,
     /// Per handle, so `with_query_timeout` views share one connection.
     query_timeout: Option<Duration>,
+    /// Set on a transaction's own view of the connection: its requests go
+    /// out under this lease (see [`Transaction`](crate::Transaction)).
+    lease: Option<u64>,
 }
 
 struct Inner {
@@ -238,11 +241,12 @@ impl Connection {
                 },
             }),
             query_timeout: config.query_timeout,
+            lease: None,
         };
         Ok((conn, Box::pin(actor.run())))
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 
@@ -275,9 +279,10 @@ impl Connection {
         self.request(bytes).await
     }
 
-    /// Sends an encoded request and returns its answer's messages.
-    async fn request(&self, bytes: BytesMut) -> Result<Responses, PgError> {
-        self.request_in(bytes, None, Ends::ReadyForQuery).await
+    /// Sends an encoded request (under this view's lease, if any) and
+    /// returns its answer's messages.
+    pub(crate) async fn request(&self, bytes: BytesMut) -> Result<Responses, PgError> {
+        self.request_in(bytes, self.lease, Ends::SYNC).await
     }
 
     /// Sends a request, as part of `lease` if given.
@@ -304,20 +309,46 @@ impl Connection {
     pub(crate) async fn lease(&self) -> Result<u64, PgError> {
         let (reply, granted) = oneshot::channel();
         self.send(Command::Lease { reply }).await?;
-        granted.await.map_err(|_| self.shared().gone())
+        let mut pending = PendingLease {
+            conn: self,
+            granted,
+        };
+        (&mut pending.granted)
+            .await
+            .map_err(|_| self.shared().gone())
+    }
+
+    /// The lease this view runs under, if it is a transaction's.
+    pub(crate) fn current_lease(&self) -> Option<u64> {
+        self.lease
+    }
+
+    /// This connection as seen by the holder of `lease`.
+    pub(crate) fn leased(&self, lease: u64) -> Connection {
+        Connection {
+            inner: self.inner.clone(),
+            query_timeout: self.query_timeout,
+            lease: Some(lease),
+        }
+    }
+
+    /// Queues `bytes` under `lease` with its answer discarded, without
+    /// waiting: for `Drop`, which cannot await.
+    pub(crate) fn send_detached(&self, lease: u64, bytes: BytesMut) {
+        let (tx, _discarded) = reply_channel(1);
+        let _ = self.inner.mailbox.force_send(Command::Request {
+            bytes,
+            responses: tx,
+            lease: Some(lease),
+            ends: Ends::SYNC,
+        });
     }
 
     /// Sends `bytes` (if any) as the lease's last request, with its answer
     /// discarded, and releases the lease, without waiting: for `Drop`.
     pub(crate) fn release_lease(&self, lease: u64, last: Option<BytesMut>) {
         if let Some(bytes) = last {
-            let (tx, _discarded) = reply_channel(1);
-            let _ = self.inner.mailbox.force_send(Command::Request {
-                bytes,
-                responses: tx,
-                lease: Some(lease),
-                ends: Ends::ReadyForQuery,
-            });
+            self.send_detached(lease, bytes);
         }
         let _ = self.inner.mailbox.force_send(Command::Release { lease });
     }
@@ -406,6 +437,7 @@ impl Connection {
         Connection {
             inner: self.inner.clone(),
             query_timeout: Some(limit),
+            lease: self.lease,
         }
     }
 
@@ -428,6 +460,7 @@ impl Connection {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Prepare {
             sql: sql.to_string(),
+            lease: self.lease,
             stale,
             reply,
         })
@@ -671,6 +704,22 @@ impl Connection {
         }
         let _ = done.await;
         Ok(())
+    }
+}
+
+/// A lease asked for but not yet seen: if the caller gives up after the
+/// actor granted it, the grant is still in the channel and is released here,
+/// or the connection would stay leased to nobody.
+struct PendingLease<'a> {
+    conn: &'a Connection,
+    granted: oneshot::Receiver<u64>,
+}
+
+impl Drop for PendingLease<'_> {
+    fn drop(&mut self) {
+        if let Ok(Some(lease)) = self.granted.try_recv() {
+            self.conn.release_lease(lease, None);
+        }
     }
 }
 

@@ -5,10 +5,11 @@
 //! which end with Flush instead of Sync; another handle's Sync would end
 //! that transaction and the portal with it. So the cursor holds the
 //! connection's lease while it is open: other handles' requests wait, in
-//! order, and go out once the cursor ends or is dropped. (So a task that
-//! holds an open cursor must not await another request on the same
-//! connection before it finishes or drops the cursor: that request waits
-//! for the cursor.)
+//! order, and go out once the cursor ends or is dropped. Inside a
+//! transaction the cursor runs under the transaction's lease instead. (So a
+//! task that holds an open cursor must not await another request on the
+//! same connection before it finishes or drops the cursor: that request
+//! waits for the cursor.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +40,9 @@ enum Batch {
 pub struct CursorStream {
     conn: Connection,
     lease: u64,
+    /// The cursor took the lease itself (rather than running inside a
+    /// transaction's), so it releases it when done.
+    owns_lease: bool,
     portal: String,
     fetch_size: i32,
     columns: Arc<[Column]>,
@@ -80,10 +84,14 @@ impl CursorStream {
             fetch_size,
             &mut bytes,
         )?;
-        let lease = conn.lease().await?;
+        let (lease, owns_lease) = match conn.current_lease() {
+            Some(lease) => (lease, false),
+            None => (conn.lease().await?, true),
+        };
         let mut cursor = CursorStream {
             conn: conn.clone(),
             lease,
+            owns_lease,
             portal,
             fetch_size,
             columns: statement.0.columns.clone(),
@@ -122,7 +130,7 @@ impl CursorStream {
         let mut bytes = BytesMut::new();
         frontend::cursor_close(&self.portal, &mut bytes)?;
         self.open = false;
-        self.send(bytes, Ends::ReadyForQuery);
+        self.send(bytes, Ends::SYNC);
         Ok(())
     }
 
@@ -175,7 +183,9 @@ impl CursorStream {
                         }
                         Some(Message::ReadyForQuery(_)) | None if !self.open => {
                             self.batch = Batch::Finished;
-                            self.conn.release_lease(self.lease, None);
+                            if self.owns_lease {
+                                self.conn.release_lease(self.lease, None);
+                            }
                             self.lease = 0;
                         }
                         _ => {}
@@ -207,6 +217,10 @@ impl Drop for CursorStream {
         let last = frontend::cursor_close(&self.portal, &mut bytes)
             .ok()
             .map(|()| bytes);
-        self.conn.release_lease(self.lease, last);
+        if self.owns_lease {
+            self.conn.release_lease(self.lease, last);
+        } else if let Some(bytes) = last {
+            self.conn.send_detached(self.lease, bytes);
+        }
     }
 }

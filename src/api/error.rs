@@ -54,6 +54,17 @@ pub enum PgError {
     Closed(String),
     /// An operation did not finish in time.
     Timeout(String),
+    /// A transaction handle was used after its transaction ended, or a
+    /// COMMIT found the transaction already failed (the server rolled it
+    /// back instead).
+    Transaction(String),
+    /// A retry policy gave up: `last` is the error of the final attempt.
+    RetriesExhausted {
+        /// How many times the work was tried.
+        attempts: u32,
+        /// What the last attempt failed with.
+        last: Box<PgError>,
+    },
 }
 
 impl PgError {
@@ -64,18 +75,18 @@ impl PgError {
         }
     }
 
-    /// The SQLSTATE code when the server reported this error.
+    /// The SQLSTATE code when the server reported this error (also through
+    /// `RetriesExhausted`, for its last attempt).
     pub fn code(&self) -> Option<&str> {
-        match self {
-            PgError::Server(db) => Some(db.code()),
-            _ => None,
-        }
+        self.as_db_error().map(DbError::code)
     }
 
-    /// The server's error report, if this is one.
+    /// The server's error report, if this is one (also through
+    /// `RetriesExhausted`, for its last attempt).
     pub fn as_db_error(&self) -> Option<&DbError> {
         match self {
             PgError::Server(db) => Some(db),
+            PgError::RetriesExhausted { last, .. } => last.as_db_error(),
             _ => None,
         }
     }
@@ -94,6 +105,13 @@ impl fmt::Display for PgError {
             PgError::Decode(m) => write!(f, "decode error: {m}"),
             PgError::Closed(m) => write!(f, "connection closed: {m}"),
             PgError::Timeout(m) => write!(f, "timed out: {m}"),
+            PgError::Transaction(m) => write!(f, "transaction error: {m}"),
+            PgError::RetriesExhausted { attempts, last } => {
+                write!(
+                    f,
+                    "gave up after {attempts} attempts; the last failed with: {last}"
+                )
+            }
         }
     }
 }
@@ -103,6 +121,7 @@ impl std::error::Error for PgError {
         match self {
             PgError::Io { source, .. } => Some(source.as_ref()),
             PgError::Server(db) => Some(db.as_ref()),
+            PgError::RetriesExhausted { last, .. } => Some(last.as_ref()),
             _ => None,
         }
     }
@@ -280,6 +299,7 @@ pub enum ErrorClass {
 /// | `Io`, `Closed`, `Protocol`, `Tls` | Broken |
 /// | `40001` serialization_failure, `40P01` deadlock_detected, `55P03` lock_not_available, `53300` too_many_connections | Transient |
 /// | `Timeout` | Transient |
+/// | `RetriesExhausted` | the class of its last error |
 /// | everything else (`Config`, `Auth`, `Encode`, `Decode`, other SQLSTATEs) | Permanent |
 pub fn classify_error(error: &PgError) -> ErrorClass {
     match error {
@@ -297,6 +317,7 @@ pub fn classify_error(error: &PgError) -> ErrorClass {
             ErrorClass::Broken
         }
         PgError::Timeout(_) => ErrorClass::Transient,
+        PgError::RetriesExhausted { last, .. } => classify_error(last),
         _ => ErrorClass::Permanent,
     }
 }

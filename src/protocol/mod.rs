@@ -4,6 +4,7 @@
 pub(crate) mod describe;
 pub(crate) mod framing;
 pub(crate) mod frontend;
+pub(crate) mod sql;
 pub(crate) mod startup;
 pub(crate) mod text;
 pub(crate) mod values;
