@@ -83,6 +83,11 @@ fn dropping_a_stream_early_does_not_stall_the_connection() -> TestResult {
     })
 }
 
+/// What the connection actor may hold of one stream whose consumer is slow:
+/// a read's worth of input, a chunk being filled and a chunk waiting for
+/// room (64 KiB each, plus a frame), far below the 45 MB being streamed.
+const ACTOR_BUFFER_BOUND: usize = 512 * 1024;
+
 /// Polls (no sleeps) until the server says backend `pid` is blocked writing
 /// to the client: proof that the client stopped reading.
 async fn until_blocked_on_client(observer: &Connection, pid: i32) -> Result<(), String> {
@@ -113,14 +118,23 @@ fn a_slow_consumer_makes_the_server_wait_instead_of_growing_memory() -> TestResu
             .query_stream("SELECT g, md5(g::text) FROM generate_series(1, 1000000) g")
             .await?;
         check!(stream.next().await?.is_some());
-        // The client holds about a megabyte of the ~45 MB result and has
-        // stopped reading: the server is blocked sending the rest.
+        // The client has stopped reading: the server is blocked sending the
+        // rest of the ~45 MB result, and the actor holds a few chunks of it.
         until_blocked_on_client(&observer, pid).await?;
+        let held = conn.buffered_bytes();
+        check!(held.now <= ACTOR_BUFFER_BOUND, "the actor holds {held:?}");
+        // Reading on, one row at a time, keeps it that small to the end.
         let mut count = 1;
         while stream.next().await?.is_some() {
             count += 1;
         }
         check_eq!(count, 1_000_000);
+        let held = conn.buffered_bytes();
+        check!(
+            held.peak <= ACTOR_BUFFER_BOUND,
+            "the actor held up to {held:?}"
+        );
+        check_eq!(held.now, 0);
         Ok(())
     })
 }

@@ -247,7 +247,10 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     self.spare_read_buf = Some(buf);
                     self.process_frames()?;
                 }
-                Event::ConsumerReady => self.deliver(),
+                Event::ConsumerReady => {
+                    self.deliver();
+                    self.publish_buffered();
+                }
                 Event::MailboxDone => {}
             }
         }
@@ -473,7 +476,27 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 }
             }
         }
+        self.publish_buffered();
         Ok(())
+    }
+
+    /// Publishes the bytes read from the server that wait here for their
+    /// callers: unparsed input, the head answer's unsent frames, and the
+    /// backlogs of answers whose callers have no room.
+    fn publish_buffered(&self) {
+        let mut bytes = self.frames.buffered();
+        if let Some(InFlight::User {
+            answer, pending, ..
+        }) = self.in_flight.front()
+        {
+            bytes += pending.len() + answer.backlog_bytes();
+        }
+        bytes += self
+            .draining
+            .iter()
+            .map(Answer::backlog_bytes)
+            .sum::<usize>();
+        self.shared.set_buffered_bytes(bytes);
     }
 
     fn route(&mut self, tag: u8, frame: BytesMut) -> Result<(), PgError> {

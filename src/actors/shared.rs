@@ -42,6 +42,10 @@ pub(crate) struct Shared {
     broken: OnceLock<PgError>,
     notice_handler: RwLock<Option<NoticeHandler>>,
     notifications: Mutex<VecDeque<Notification>>,
+    /// Bytes read from the server that wait in the actor for their callers
+    /// (now, and the most ever).
+    buffered_bytes: std::sync::atomic::AtomicUsize,
+    peak_buffered_bytes: std::sync::atomic::AtomicUsize,
     /// Parameters set with `set_param`, in order, to apply again on a new
     /// session.
     session_params: Mutex<Vec<(String, String)>>,
@@ -71,6 +75,22 @@ impl Shared {
 
     pub(crate) fn set_parameter(&self, name: String, value: String) {
         lock(&self.parameters).insert(name, value);
+    }
+
+    /// Publishes how many bytes the actor holds for callers.
+    pub(crate) fn set_buffered_bytes(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.buffered_bytes.store(bytes, Relaxed);
+        self.peak_buffered_bytes.fetch_max(bytes, Relaxed);
+    }
+
+    /// The actor's buffered bytes: (now, peak).
+    pub(crate) fn buffered_bytes(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.buffered_bytes.load(Relaxed),
+            self.peak_buffered_bytes.load(Relaxed),
+        )
     }
 
     /// Records a session parameter set on the server (run-time parameter

@@ -393,7 +393,7 @@ impl Connection {
     /// Runs `call` under this handle's query timeout: when it fires, the
     /// server is asked to cancel (so the query does not run on unseen) and
     /// the call fails with `PgError::Timeout`.
-    fn timed<'a, T, F>(&'a self, call: F) -> Either<F, BoxedCall<'a, T>>
+    pub(crate) fn timed<'a, T, F>(&'a self, call: F) -> Either<F, BoxedCall<'a, T>>
     where
         F: Future<Output = Result<T, PgError>> + Send + 'a,
         T: Send + 'a,
@@ -468,7 +468,7 @@ impl Connection {
         answer.await.map_err(|_| self.shared().gone())?
     }
 
-    async fn statement<S: ToStatement + ?Sized>(
+    pub(crate) async fn statement<S: ToStatement + ?Sized>(
         &self,
         statement: &S,
     ) -> Result<Statement, PgError> {
@@ -674,6 +674,16 @@ impl Connection {
         }
     }
 
+    /// Bytes read from the server that wait inside the connection actor
+    /// for callers that have not taken them yet: now, and the most since
+    /// the connection opened. Besides these, each request's channel holds
+    /// at most a fixed number of chunks. A slow stream consumer makes the
+    /// actor stop reading, so these stay small however large the result.
+    pub fn buffered_bytes(&self) -> BufferedBytes {
+        let (now, peak) = self.shared().buffered_bytes();
+        BufferedBytes { now, peak }
+    }
+
     /// The server process ID serving this connection.
     pub fn backend_pid(&self) -> Option<i32> {
         self.inner.backend_key.map(|(pid, _)| pid)
@@ -705,6 +715,16 @@ impl Connection {
         let _ = done.await;
         Ok(())
     }
+}
+
+/// What [`Connection::buffered_bytes`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct BufferedBytes {
+    /// Bytes waiting in the actor now.
+    pub now: usize,
+    /// The most that ever waited at once.
+    pub peak: usize,
 }
 
 /// A lease asked for but not yet seen: if the caller gives up after the

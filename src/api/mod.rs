@@ -7,6 +7,7 @@ pub(crate) mod cursor;
 pub(crate) mod error;
 pub(crate) mod generic;
 pub(crate) mod pgpass;
+pub(crate) mod pipeline;
 pub(crate) mod response;
 pub(crate) mod retry;
 pub(crate) mod row;

@@ -305,6 +305,11 @@ impl Transaction {
         self.scope.attempt
     }
 
+    /// The connection as this transaction sees it (under its lease).
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Whether this is a savepoint rather than the transaction itself.
     pub fn is_savepoint(&self) -> bool {
         self.scope.savepoint.is_some()

@@ -79,11 +79,29 @@ pub(crate) fn execute_statement(
     buf: &mut BytesMut,
 ) -> Result<(), PgError> {
     transactional(buf, |buf| {
-        bind_statement(buf, "", statement, sql, types, params)?;
-        frontend::execute("", 0, buf).map_err(|e| encode_error("execute", e))?;
+        execute_unsynced(statement, sql, types, params, buf)?;
         frontend::sync(buf);
         Ok(())
     })
+}
+
+/// [`execute_statement`] without the Sync: one statement of a pipeline.
+pub(crate) fn execute_unsynced(
+    statement: &str,
+    sql: &str,
+    types: &[Type],
+    params: &[&(dyn ToSql + Sync)],
+    buf: &mut BytesMut,
+) -> Result<(), PgError> {
+    transactional(buf, |buf| {
+        bind_statement(buf, "", statement, sql, types, params)?;
+        frontend::execute("", 0, buf).map_err(|e| encode_error("execute", e))
+    })
+}
+
+/// Sync: ends a pipeline's implicit transaction (or one of its statements).
+pub(crate) fn sync(buf: &mut BytesMut) {
+    frontend::sync(buf);
 }
 
 /// Opens `portal` on `statement` and fetches its first `fetch_size` rows:
