@@ -784,4 +784,15 @@ fn handles_and_futures_are_send(conn: &Connection, config: &Config, stmt: &State
     send(&conn.query_params_stream("", &[]));
     handle::<CancelToken>();
     send(&conn.cancel_token().cancel());
+    handle::<crate::Transaction>();
+    send(&conn.transaction());
+    send(&conn.build_transaction().start());
+    send(&conn.with_transaction(|txn| async move { txn.execute("", &[]).await }));
+    let policy = crate::RetryPolicy::default();
+    send(&conn.with_transaction_retry(&policy, |txn| async move { txn.query("").await }));
+    send(&conn.set_param("", ""));
+    send(&conn.reset_param(""));
+    send(&conn.pipeline().run());
+    let mut pipeline = conn.pipeline();
+    send(&pipeline.push("", &[&1i32]));
 }
