@@ -2,6 +2,12 @@
 # Benchmarks wasi-pg-client against tokio-postgres on a throwaway PostgreSQL,
 # natively (tokio current-thread and multi-thread) and as a wasm32-wasip2
 # component under wasmtime, and prints a markdown table of medians.
+# Workloads (bench/src/main.rs has the details): latency, pipeline (implicit:
+# concurrent queries on one connection), pipeline_batch (ours: explicit atomic
+# pipelines of IN_FLIGHT statements; tokio-postgres: as pipeline), fetch_many,
+# insert_batch (sequential INSERTs), insert_pipeline (ours: all INSERTs in one
+# atomic pipeline; tokio-postgres: IN_FLIGHT concurrent executes in flight),
+# cache.
 #
 # Every cell (client, runtime, workload) runs in its own process. Rounds
 # interleave our client and tokio-postgres, so drift on the shared VM hits
@@ -12,7 +18,8 @@
 #   BENCH_ROUNDS   runs per cell, median reported (default 3)
 #   BENCH_SCALE    divides every N, for a quick smoke run (default 1)
 #   BENCH_WORKLOADS  workloads to run, space- or comma-separated, in table
-#                  order (default all: latency pipeline fetch_many insert_batch cache)
+#                  order (default all: latency pipeline pipeline_batch fetch_many
+#                  insert_batch insert_pipeline cache)
 #   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
 #   CARGO_TARGET_DIR  where the bench is built (default bench/target)
 #
@@ -36,8 +43,9 @@ for v in ROUNDS SCALE CELL_TIMEOUT; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
 
-declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [fetch_many]=1000000 [insert_batch]=10000 [cache]=20000)
-ALL_WORKLOADS=(latency pipeline fetch_many insert_batch cache)
+declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [pipeline_batch]=100000 [fetch_many]=1000000
+    [insert_batch]=10000 [insert_pipeline]=10000 [cache]=20000)
+ALL_WORKLOADS=(latency pipeline pipeline_batch fetch_many insert_batch insert_pipeline cache)
 selected="${BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 read -r -a WORKLOADS <<<"${selected//,/ }"
 ((${#WORKLOADS[@]} > 0)) || die "BENCH_WORKLOADS selects no workload"
@@ -179,8 +187,10 @@ echo
 declare -A WORKLOAD_NOTE=(
     [latency]="sequential SELECT \$1::int4"
     [pipeline]="SELECT \$1::int4 with $IN_FLIGHT in flight"
+    [pipeline_batch]="SELECT \$1::int4, ours in explicit atomic pipelines of $IN_FLIGHT (one Sync each), tokio-postgres as pipeline"
     [fetch_many]="rows streamed from one query (int4 + md5 text per row; ops/s = rows/s)"
     [insert_batch]="sequential single-row parameterized INSERTs into a fresh temp table"
+    [insert_pipeline]="single-row parameterized INSERTs into a fresh temp table, pipelined: ours all in one atomic pipeline, tokio-postgres $IN_FLIGHT concurrent executes in flight"
     [cache]="sequential executions cycling over 20 distinct statements by SQL text (tokio-postgres prepares each time; ours-nocache: statement_cache_size(0), unnamed statements)"
 )
 notes=()

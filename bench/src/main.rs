@@ -15,10 +15,16 @@
 //! Workloads, every answer checked; ops are the N counted:
 //! - latency: N sequential `SELECT $1::int4`.
 //! - pipeline: N `SELECT $1::int4` with up to K in flight on one connection.
+//! - pipeline_batch: N `SELECT $1::int4`, each client's best batching. Ours:
+//!   explicit atomic pipelines of K statements (one Sync each). tokio-postgres
+//!   has no explicit pipeline, so as in `pipeline`: up to K futures in flight.
 //! - fetch_many: one query streaming N rows `(g int4, md5(g::text) text)`,
 //!   both columns read from every row; ops are rows.
 //! - insert_batch: N sequential single-row parameterized INSERTs into a
 //!   fresh temporary table, then `count(*)` checked.
+//! - insert_pipeline: the same N INSERTs (and check), pipelined without COPY.
+//!   Ours: one atomic pipeline of all N. tokio-postgres: up to K `execute`
+//!   futures of the prepared INSERT in flight on one connection.
 //! - cache: N sequential executions cycling through 20 distinct statements
 //!   `SELECT $1::int4 + k`, by SQL text. Ours uses its statement cache;
 //!   tokio-postgres has none, so `query_one(text)` prepares every time.
@@ -29,6 +35,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use wasi_pg_client::PipelineMode;
 
 type BoxError = Box<dyn Error>;
 
@@ -36,6 +43,8 @@ const ECHO_SQL: &str = "SELECT $1::int4";
 const CREATE_SQL: &str = "CREATE TEMP TABLE bench_insert (id int4, name text)";
 const INSERT_SQL: &str = "INSERT INTO bench_insert (id, name) VALUES ($1, $2)";
 const COUNT_SQL: &str = "SELECT count(*) FROM bench_insert";
+/// The `name` of every inserted row.
+const INSERT_NAME: &str = "bench row name";
 /// Distinct statements of the cache workload.
 const CACHE_STATEMENTS: i32 = 20;
 /// Untimed operations first, so connection setup, statement preparation and
@@ -64,16 +73,20 @@ enum Runtime {
 enum Workload {
     Latency,
     Pipeline,
+    PipelineBatch,
     FetchMany,
     InsertBatch,
+    InsertPipeline,
     Cache,
 }
 
-const WORKLOADS: [Workload; 5] = [
+const WORKLOADS: [Workload; 7] = [
     Workload::Latency,
     Workload::Pipeline,
+    Workload::PipelineBatch,
     Workload::FetchMany,
     Workload::InsertBatch,
+    Workload::InsertPipeline,
     Workload::Cache,
 ];
 
@@ -114,8 +127,10 @@ impl Workload {
         match self {
             Workload::Latency => "latency",
             Workload::Pipeline => "pipeline",
+            Workload::PipelineBatch => "pipeline_batch",
             Workload::FetchMany => "fetch_many",
             Workload::InsertBatch => "insert_batch",
+            Workload::InsertPipeline => "insert_pipeline",
             Workload::Cache => "cache",
         }
     }
@@ -124,10 +139,17 @@ impl Workload {
         match self {
             Workload::Latency => 20_000,
             Workload::Pipeline => 100_000,
+            Workload::PipelineBatch => 100_000,
             Workload::FetchMany => 1_000_000,
             Workload::InsertBatch => 10_000,
+            Workload::InsertPipeline => 10_000,
             Workload::Cache => 20_000,
         }
+    }
+
+    /// Whether it fills `bench_insert` (created first, its count checked).
+    fn inserts(self) -> bool {
+        matches!(self, Workload::InsertBatch | Workload::InsertPipeline)
     }
 }
 
@@ -181,6 +203,9 @@ fn parse_args() -> Result<Args, BoxError> {
 trait Db {
     /// `SELECT $1::int4` with `i`; the client's fastest way to repeat it.
     async fn echo(&self, i: i32) -> Result<i32, BoxError>;
+    /// `SELECT $1::int4` for every value, each answer checked; the client's
+    /// fastest way to send many, `batch` at a time.
+    async fn echo_batch(&self, values: Range<i32>, batch: usize) -> Result<(), BoxError>;
     /// `sql` (one int4 parameter, one int4 row) by SQL text.
     async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError>;
     /// Runs `sql` (no parameters, no rows wanted).
@@ -189,6 +214,15 @@ trait Db {
     async fn create_insert_table(&mut self) -> Result<(), BoxError>;
     /// `INSERT_SQL` with one row; returns the rows affected.
     async fn insert(&self, id: i32, name: &str) -> Result<u64, BoxError>;
+    /// `INSERT_SQL` once per id, each inserting one row (checked); the
+    /// client's fastest way without COPY, up to `in_flight` at a time where
+    /// it has no better way.
+    async fn insert_many(
+        &self,
+        ids: Range<i32>,
+        name: &str,
+        in_flight: usize,
+    ) -> Result<(), BoxError>;
     /// `sql` returning one int8.
     async fn scalar_i64(&self, sql: &str) -> Result<i64, BoxError>;
     /// Streams the rows of `sql` (int4, text) through `each`.
@@ -206,6 +240,26 @@ impl Db for Ours {
         self.query_text(ECHO_SQL, i).await
     }
 
+    async fn echo_batch(&self, values: Range<i32>, batch: usize) -> Result<(), BoxError> {
+        // Waits for each batch before sending the next: one pipeline is one
+        // request, and its answers are checked together.
+        for chunk in chunks(values, batch) {
+            let mut pipeline = self.0.pipeline().mode(PipelineMode::Atomic);
+            for i in chunk.clone() {
+                pipeline.push(ECHO_SQL, &[&i]).await?;
+            }
+            let results = pipeline.run().await?;
+            check("results", chunk.len(), results.len())?;
+            for (i, result) in chunk.zip(results) {
+                let result = result?;
+                check("rows", 1, result.rows().len())?;
+                let row = result.rows().first().ok_or("echo returned no row")?;
+                check("echo", i, row.get::<_, i32>(0)?)?;
+            }
+        }
+        Ok(())
+    }
+
     async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError> {
         Ok(self.0.query_one(sql, &[&i]).await?.get(0)?)
     }
@@ -221,6 +275,29 @@ impl Db for Ours {
 
     async fn insert(&self, id: i32, name: &str) -> Result<u64, BoxError> {
         Ok(self.0.execute(INSERT_SQL, &[&id, &name]).await?)
+    }
+
+    async fn insert_many(
+        &self,
+        ids: Range<i32>,
+        name: &str,
+        _in_flight: usize,
+    ) -> Result<(), BoxError> {
+        // All of them in one request and one transaction: no limit needed,
+        // the server answers as it reads.
+        let mut pipeline = self.0.pipeline().mode(PipelineMode::Atomic);
+        for id in ids.clone() {
+            pipeline.push(INSERT_SQL, &[&id, &name]).await?;
+        }
+        let results = pipeline.run().await?;
+        check("results", ids.len(), results.len())?;
+        for result in results {
+            let inserted = result?
+                .rows_affected()
+                .ok_or("INSERT reported no row count")?;
+            check("rows inserted", 1, inserted)?;
+        }
+        Ok(())
     }
 
     async fn scalar_i64(&self, sql: &str) -> Result<i64, BoxError> {
@@ -254,6 +331,15 @@ impl Db for TokioPg {
         Ok(row.try_get(0)?)
     }
 
+    async fn echo_batch(&self, values: Range<i32>, batch: usize) -> Result<(), BoxError> {
+        // No explicit pipeline in tokio-postgres: its best is the pipeline
+        // workload's, a steady `batch` futures in flight.
+        concurrently(values, batch, |i| async move {
+            check("echo", i, self.echo(i).await?)
+        })
+        .await
+    }
+
     async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError> {
         // tokio-postgres has no statement cache: this prepares, binds and
         // closes a named statement every time.
@@ -273,6 +359,20 @@ impl Db for TokioPg {
     async fn insert(&self, id: i32, name: &str) -> Result<u64, BoxError> {
         let statement = self.insert.as_ref().ok_or("bench_insert not created")?;
         Ok(self.client.execute(statement, &[&id, &name]).await?)
+    }
+
+    async fn insert_many(
+        &self,
+        ids: Range<i32>,
+        name: &str,
+        in_flight: usize,
+    ) -> Result<(), BoxError> {
+        // Concurrent `execute`s of the prepared INSERT are pipelined onto the
+        // connection's socket, each with its own Sync.
+        concurrently(ids, in_flight, |id| async move {
+            check("rows inserted", 1, self.insert(id, name).await?)
+        })
+        .await
     }
 
     async fn scalar_i64(&self, sql: &str) -> Result<i64, BoxError> {
@@ -303,6 +403,31 @@ fn check<T: PartialEq + std::fmt::Display>(what: &str, want: T, got: T) -> Resul
     }
 }
 
+/// `values` cut into consecutive ranges of at most `size` (at least 1).
+fn chunks(values: Range<i32>, size: usize) -> impl Iterator<Item = Range<i32>> {
+    let size = size.max(1);
+    let step = i32::try_from(size).unwrap_or(i32::MAX);
+    let end = values.end;
+    values
+        .step_by(size)
+        .map(move |start| start..end.min(start.saturating_add(step)))
+}
+
+/// Runs `op` on every value with up to `in_flight` futures at once. All of
+/// them share one connection, and both clients pipeline the requests of
+/// concurrent futures onto its socket.
+async fn concurrently<F, Fut>(values: Range<i32>, in_flight: usize, op: F) -> Result<(), BoxError>
+where
+    F: FnMut(i32) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    stream::iter(values)
+        .map(op)
+        .buffer_unordered(in_flight)
+        .try_for_each(|()| async { Ok(()) })
+        .await
+}
+
 fn cache_sql() -> Vec<String> {
     (0..CACHE_STATEMENTS)
         .map(|k| format!("SELECT $1::int4 + {k}"))
@@ -318,14 +443,12 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
             }
         }
         Workload::Pipeline => {
-            // All futures share one connection; both clients pipeline the
-            // requests of concurrent futures onto its socket.
-            stream::iter(values)
-                .map(|i| async move { check("echo", i, db.echo(i).await?) })
-                .buffer_unordered(args.in_flight)
-                .try_for_each(|()| async { Ok(()) })
-                .await?;
+            concurrently(values, args.in_flight, |i| async move {
+                check("echo", i, db.echo(i).await?)
+            })
+            .await?;
         }
+        Workload::PipelineBatch => db.echo_batch(values, args.in_flight).await?,
         Workload::FetchMany => {
             let n = values.len();
             let sql = format!("SELECT g, md5(g::text) FROM generate_series(1, {n}) g");
@@ -341,9 +464,10 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
         }
         Workload::InsertBatch => {
             for i in values {
-                check("rows inserted", 1, db.insert(i, "bench row name").await?)?;
+                check("rows inserted", 1, db.insert(i, INSERT_NAME).await?)?;
             }
         }
+        Workload::InsertPipeline => db.insert_many(values, INSERT_NAME, args.in_flight).await?,
         Workload::Cache => {
             let sql = cache_sql();
             for i in values {
@@ -358,17 +482,17 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
 /// Sets up, warms up, then returns the seconds the timed run took (and
 /// checks what the timed run left behind).
 async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<f64, BoxError> {
-    if args.workload == Workload::InsertBatch {
+    if args.workload.inserts() {
         db.create_insert_table().await?;
     }
     run_workload(db, args, 0..WARM_UP).await?;
-    if args.workload == Workload::InsertBatch {
+    if args.workload.inserts() {
         db.batch("DELETE FROM bench_insert").await?;
     }
     let start = Instant::now();
     run_workload(db, args, 0..args.n).await?;
     let secs = start.elapsed().as_secs_f64();
-    if args.workload == Workload::InsertBatch {
+    if args.workload.inserts() {
         check(
             "count(*)",
             i64::from(args.n),
@@ -432,14 +556,25 @@ fn block_on<F: Future>(_runtime: Runtime, fut: F) -> Result<F::Output, BoxError>
     Ok(wstd::runtime::block_on(fut))
 }
 
+/// The most requests the workload had unanswered at once (for the report).
+fn in_flight(args: &Args) -> usize {
+    match (args.workload, args.client) {
+        (Workload::Pipeline | Workload::PipelineBatch, _) => args.in_flight,
+        // Ours sends the whole run as one pipeline.
+        (Workload::InsertPipeline, Client::Ours | Client::OursNoCache) => {
+            usize::try_from(args.n).unwrap_or(usize::MAX)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        (Workload::InsertPipeline, Client::TokioPostgres) => args.in_flight,
+        _ => 1,
+    }
+}
+
 fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
     let url = std::env::var("BENCH_URL").map_err(|_| "set BENCH_URL to a postgresql:// URI")?;
     let secs = block_on(args.runtime, run(&args, &url))??;
-    let in_flight = match args.workload {
-        Workload::Pipeline => args.in_flight,
-        _ => 1,
-    };
+    let in_flight = in_flight(&args);
     println!(
         "RESULT client={} runtime={} workload={} n={} in_flight={} secs={:.4} ops_per_sec={:.0}",
         args.client.name(),
