@@ -67,10 +67,21 @@ pub(crate) enum Command {
         /// The lease this request belongs to, if any.
         lease: Option<u64>,
         ends: Ends,
+        /// It executes a statement prepared with `reserve`: it settles that
+        /// reservation.
+        reserved: bool,
     },
     /// Exclusive use of the connection: until `Release`, only requests
     /// of this lease reach the socket; everyone else's wait, in order.
-    Lease { reply: oneshot::Sender<u64> },
+    Lease {
+        reply: oneshot::Sender<u64>,
+        /// It is the next step of a statement prepared with `reserve` (a
+        /// cursor): it settles that reservation.
+        reserved: bool,
+    },
+    /// A reservation will not be used (its caller gave up, or the prepare
+    /// failed).
+    Unreserve,
     /// Ends a lease.
     Release { lease: u64 },
     /// A prepared statement for `sql`, from the cache or prepared now.
@@ -78,6 +89,10 @@ pub(crate) enum Command {
         sql: String,
         /// The lease of the transaction asking, if any.
         lease: Option<u64>,
+        /// An execution of the statement follows: no lease is granted until
+        /// it has arrived (or the reservation is given up), so a query that
+        /// began before a transaction is not shut out by it.
+        reserve: bool,
         /// The server no longer knows this statement (or its plan changed):
         /// prepare afresh.
         stale: Option<Statement>,
@@ -162,6 +177,10 @@ pub(crate) struct ConnectionActor<T> {
     lease: Option<u64>,
     next_lease: u64,
     held: VecDeque<Command>,
+    /// Prepares made with `reserve` whose execution has not arrived yet.
+    reservations: usize,
+    /// A lease asked for while reservations were open.
+    pending_lease: Option<oneshot::Sender<u64>>,
     statements: StatementCache,
     preparing: HashMap<String, Vec<oneshot::Sender<Result<Statement, PgError>>>>,
     closers: Vec<oneshot::Sender<()>>,
@@ -190,6 +209,8 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             lease: None,
             next_lease: 0,
             held: VecDeque::new(),
+            reservations: 0,
+            pending_lease: None,
             statements: StatementCache::new(statement_cache_size),
             preparing: HashMap::new(),
             closers: Vec::new(),
@@ -327,16 +348,53 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         Poll::Pending
     }
 
+    /// Takes a command from the mailbox: runs it now (or refuses it), or
+    /// holds it, in order, until it may pass.
     fn accept(&mut self, command: Command) {
+        if !self.may_pass(&command) {
+            self.held.push_back(command);
+            return;
+        }
+        self.admit(command);
+        if !self.held.is_empty() || self.pending_lease.is_some() {
+            self.admit_held();
+        }
+    }
+
+    /// Whether `command` may run now. While a lease is held only its own
+    /// commands pass. While a lease waits for reservations (queries that
+    /// were prepared before it was asked for and have yet to send their
+    /// execution), only those executions (or their cancellations) pass.
+    /// Commands of ended leases pass, to be refused.
+    fn may_pass(&self, command: &Command) -> bool {
+        let (belongs_to, redeems) = match command {
+            Command::Request {
+                lease, reserved, ..
+            } => (*lease, *reserved),
+            Command::Prepare { lease, .. } => (*lease, false),
+            Command::Release { lease } => (Some(*lease), false),
+            Command::Lease { reserved, .. } => (None, *reserved),
+            // Held like the execution it stands for, so it never overtakes
+            // the Prepare that made its reservation.
+            Command::Unreserve => (None, true),
+            Command::Close { .. } => (None, false),
+        };
+        if belongs_to.is_some() && belongs_to != self.lease {
+            return true;
+        }
+        match (self.lease, &self.pending_lease) {
+            (Some(lease), _) => belongs_to == Some(lease),
+            (None, Some(_)) => redeems,
+            (None, None) => true,
+        }
+    }
+
+    fn admit(&mut self, command: Command) {
         let belongs_to = match &command {
             Command::Request { lease, .. } | Command::Prepare { lease, .. } => *lease,
             Command::Release { lease } => Some(*lease),
             _ => None,
         };
-        if self.lease.is_some() && belongs_to != self.lease {
-            self.held.push_back(command);
-            return;
-        }
         if belongs_to.is_some() && belongs_to != self.lease {
             // Its lease has ended (a committed transaction's clone, say): it
             // must not run outside the transaction it was written for.
@@ -348,8 +406,12 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 bytes,
                 responses,
                 ends,
+                reserved,
                 ..
             } => {
+                if reserved {
+                    self.redeem();
+                }
                 self.outgoing.extend_from_slice(&bytes);
                 self.in_flight.push_back(InFlight::User {
                     answer: Answer::new(responses),
@@ -357,28 +419,29 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     pending: BytesMut::new(),
                 });
             }
-            Command::Lease { reply } => {
-                self.next_lease += 1;
-                let lease = self.next_lease;
-                // A requester that gave up leaves nothing to hold.
-                if reply.send(lease).is_ok() {
-                    self.lease = Some(lease);
+            Command::Lease { reply, reserved } => {
+                if reserved {
+                    self.redeem();
+                }
+                if self.reservations > 0 && !reserved {
+                    // Queries prepared before this was asked for go first.
+                    self.pending_lease = Some(reply);
+                } else {
+                    self.grant(reply);
                 }
             }
-            Command::Release { .. } => {
-                self.lease = None;
-                // Everyone who waited goes now, in order, until the next
-                // lease (if one of them takes it).
-                while self.lease.is_none() {
-                    let Some(command) = self.held.pop_front() else {
-                        break;
-                    };
-                    self.accept(command);
-                }
-            }
+            Command::Unreserve => self.redeem(),
+            Command::Release { .. } => self.lease = None,
             Command::Prepare {
-                sql, stale, reply, ..
+                sql,
+                stale,
+                reply,
+                reserve,
+                ..
             } => {
+                if reserve {
+                    self.reservations += 1;
+                }
                 if let Some(stale) = stale {
                     self.statements.invalidate(&sql, &stale);
                 }
@@ -388,6 +451,39 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 self.closers.push(reply);
                 // Queued requests are still delivered; new ones are refused.
                 self.mailbox.close();
+            }
+        }
+    }
+
+    fn grant(&mut self, reply: oneshot::Sender<u64>) {
+        self.next_lease += 1;
+        let lease = self.next_lease;
+        // A requester that gave up leaves nothing to hold.
+        if reply.send(lease).is_ok() {
+            self.lease = Some(lease);
+        }
+    }
+
+    /// One reservation kept its promise (or was given up).
+    fn redeem(&mut self) {
+        self.reservations = self.reservations.saturating_sub(1);
+    }
+
+    /// After a lease ended or a reservation was settled: grants the waiting
+    /// lease once nothing holds it back, and lets through, in order, every
+    /// held command that may pass.
+    fn admit_held(&mut self) {
+        loop {
+            if self.lease.is_none() && self.reservations == 0 {
+                if let Some(reply) = self.pending_lease.take() {
+                    self.grant(reply);
+                }
+            }
+            let Some(next) = self.held.iter().position(|c| self.may_pass(c)) else {
+                return;
+            };
+            if let Some(command) = self.held.remove(next) {
+                self.admit(command);
             }
         }
     }
@@ -691,7 +787,10 @@ fn refuse(command: Command, error: &PgError) {
         Command::Prepare { reply, .. } => {
             let _ = reply.send(Err(error.clone()));
         }
-        Command::Close { .. } | Command::Lease { .. } | Command::Release { .. } => {}
+        Command::Close { .. }
+        | Command::Lease { .. }
+        | Command::Release { .. }
+        | Command::Unreserve => {}
     }
 }
 

@@ -267,6 +267,7 @@ impl Connection {
         &self,
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
+        reservation: Reservation<'_>,
     ) -> Result<Responses, PgError> {
         let mut bytes = BytesMut::with_capacity(REQUEST_OVERHEAD + 16 * params.len());
         frontend::execute_statement(
@@ -276,7 +277,8 @@ impl Connection {
             params,
             &mut bytes,
         )?;
-        self.request(bytes).await
+        self.send_request(bytes, self.lease, Ends::SYNC, reservation)
+            .await
     }
 
     /// Sends an encoded request (under this view's lease, if any) and
@@ -292,14 +294,28 @@ impl Connection {
         lease: Option<u64>,
         ends: Ends,
     ) -> Result<Responses, PgError> {
+        self.send_request(bytes, lease, ends, Reservation::none())
+            .await
+    }
+
+    /// Sends a request that settles `reservation` (if it holds one).
+    async fn send_request(
+        &self,
+        bytes: BytesMut,
+        lease: Option<u64>,
+        ends: Ends,
+        reservation: Reservation<'_>,
+    ) -> Result<Responses, PgError> {
         let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
         self.send(Command::Request {
             bytes,
             responses: tx,
             lease,
             ends,
+            reserved: reservation.is_held(),
         })
         .await?;
+        reservation.settled();
         Ok(Responses::new(rx, self.shared().clone(), ends))
     }
 
@@ -307,8 +323,22 @@ impl Connection {
     /// made with it reach the socket; other handles' requests wait in
     /// order.
     pub(crate) async fn lease(&self) -> Result<u64, PgError> {
+        self.lease_settling(Reservation::none()).await
+    }
+
+    /// [`lease`](Self::lease) as the next step of a statement prepared
+    /// with a reservation (a cursor's), which it settles.
+    pub(crate) async fn lease_settling(
+        &self,
+        reservation: Reservation<'_>,
+    ) -> Result<u64, PgError> {
         let (reply, granted) = oneshot::channel();
-        self.send(Command::Lease { reply }).await?;
+        self.send(Command::Lease {
+            reply,
+            reserved: reservation.is_held(),
+        })
+        .await?;
+        reservation.settled();
         let mut pending = PendingLease {
             conn: self,
             granted,
@@ -341,6 +371,7 @@ impl Connection {
             responses: tx,
             lease: Some(lease),
             ends: Ends::SYNC,
+            reserved: false,
         });
     }
 
@@ -449,44 +480,67 @@ impl Connection {
 
     /// Prepares `sql` (or takes it from the connection's statement cache).
     pub async fn prepare(&self, sql: &str) -> Result<Statement, PgError> {
-        self.prepare_replacing(sql, None).await
+        let (statement, _none) = self.prepare_replacing(sql, None, false).await?;
+        Ok(statement)
     }
 
+    /// Prepares `sql` (afresh if `stale`). With `reserve`, an execution
+    /// will follow at once: the reservation returned holds back any lease
+    /// asked for meanwhile (see `Command::Prepare`), so a transaction
+    /// begun by another handle cannot shut this query out.
     async fn prepare_replacing(
         &self,
         sql: &str,
         stale: Option<Statement>,
-    ) -> Result<Statement, PgError> {
+        reserve: bool,
+    ) -> Result<(Statement, Reservation<'_>), PgError> {
+        // Inside a lease nobody can cut in.
+        let reserve = reserve && self.lease.is_none();
         let (reply, answer) = oneshot::channel();
         self.send(Command::Prepare {
             sql: sql.to_string(),
             lease: self.lease,
+            reserve,
             stale,
             reply,
         })
         .await?;
-        answer.await.map_err(|_| self.shared().gone())?
+        // From here on the actor counts the reservation: the guard settles
+        // it however this call ends.
+        let reservation = if reserve {
+            Reservation::held(self)
+        } else {
+            Reservation::none()
+        };
+        let statement = answer.await.map_err(|_| self.shared().gone())??;
+        Ok((statement, reservation))
     }
 
+    /// The statement to execute: given, remembered, or prepared now (with a
+    /// reservation when `reserve`, see [`prepare_replacing`]).
+    ///
+    /// [`prepare_replacing`]: Self::prepare_replacing
     pub(crate) async fn statement<S: ToStatement + ?Sized>(
         &self,
         statement: &S,
-    ) -> Result<Statement, PgError> {
+        reserve: bool,
+    ) -> Result<(Statement, Reservation<'_>), PgError> {
         match statement.as_statement() {
             StatementRef::Sql(sql) => {
                 if let Some(statement) = self.inner.statements.get(sql) {
                     self.shared()
                         .statement_hits
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(statement);
+                    return Ok((statement, Reservation::none()));
                 }
                 // Boxed, like the other rare paths here: query futures stay
                 // small (callers box or spawn them, and wasm's stack is 1 MiB).
-                let statement = Box::pin(self.prepare(sql)).await?;
+                let (statement, reservation) =
+                    Box::pin(self.prepare_replacing(sql, None, reserve)).await?;
                 self.inner.statements.insert(&statement);
-                Ok(statement)
+                Ok((statement, reservation))
             }
-            StatementRef::Prepared(s) => Ok(s.clone()),
+            StatementRef::Prepared(s) => Ok((s.clone(), Reservation::none())),
         }
     }
 
@@ -512,10 +566,12 @@ impl Connection {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<QueryResult, PgError> {
         self.timed(async {
-            let mut statement = self.statement(statement).await?;
+            let (mut statement, mut reservation) = self.statement(statement, true).await?;
             let mut retried = false;
             loop {
-                let responses = self.execute_request(&statement, params).await?;
+                let responses = self
+                    .execute_request(&statement, params, reservation)
+                    .await?;
                 match collect(responses, Some(statement.0.columns.clone())).await {
                     // The server dropped the statement (DEALLOCATE, a
                     // pooler) or its plan no longer fits: nothing ran, so
@@ -528,12 +584,15 @@ impl Connection {
                     {
                         retried = true;
                         self.inner.statements.invalidate(&statement);
-                        let fresh = Box::pin(
-                            self.prepare_replacing(statement.sql(), Some(statement.clone())),
-                        )
+                        let (fresh, held) = Box::pin(self.prepare_replacing(
+                            statement.sql(),
+                            Some(statement.clone()),
+                            true,
+                        ))
                         .await?;
                         self.inner.statements.insert(&fresh);
                         statement = fresh;
+                        reservation = held;
                     }
                     other => return other,
                 }
@@ -568,8 +627,10 @@ impl Connection {
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<RowStream, PgError> {
-        let statement = self.statement(statement).await?;
-        let responses = self.execute_request(&statement, params).await?;
+        let (statement, reservation) = self.statement(statement, true).await?;
+        let responses = self
+            .execute_request(&statement, params, reservation)
+            .await?;
         Ok(RowStream::new(responses, Some(statement.0.columns.clone())))
     }
 
@@ -597,8 +658,8 @@ impl Connection {
         params: &[&(dyn ToSql + Sync)],
         fetch_size: usize,
     ) -> Result<CursorStream, PgError> {
-        let statement = self.statement(statement).await?;
-        CursorStream::open(self, &statement, params, fetch_size).await
+        let (statement, reservation) = self.statement(statement, true).await?;
+        CursorStream::open(self, &statement, params, fetch_size, reservation).await
     }
 
     /// Runs a statement with parameters; the result's `rows_affected()`
@@ -725,6 +786,40 @@ pub struct BufferedBytes {
     pub now: usize,
     /// The most that ever waited at once.
     pub peak: usize,
+}
+
+/// A promise to the actor that an execution follows a Prepare (see
+/// `Command::Prepare`): settled by sending that execution, or, if the call
+/// ends first (an error, the caller giving up), given up by message.
+pub(crate) struct Reservation<'a> {
+    conn: Option<&'a Connection>,
+}
+
+impl<'a> Reservation<'a> {
+    pub(crate) fn none() -> Self {
+        Reservation { conn: None }
+    }
+
+    fn held(conn: &'a Connection) -> Self {
+        Reservation { conn: Some(conn) }
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The execution was sent: nothing left to give up.
+    pub(crate) fn settled(mut self) {
+        self.conn = None;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn {
+            let _ = conn.inner.mailbox.force_send(Command::Unreserve);
+        }
+    }
 }
 
 /// A lease asked for but not yet seen: if the caller gives up after the

@@ -20,6 +20,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
 
 use crate::actors::connection::Ends;
+use crate::api::connection::Reservation;
 use crate::api::response::{data_row, server_error, Responses};
 use crate::api::row::{Column, Row};
 use crate::protocol::frontend;
@@ -68,6 +69,7 @@ impl CursorStream {
         statement: &crate::Statement,
         params: &[&(dyn crate::ToSql + Sync)],
         fetch_size: usize,
+        reservation: Reservation<'_>,
     ) -> Result<CursorStream, PgError> {
         let fetch_size = i32::try_from(fetch_size.max(1)).unwrap_or(i32::MAX);
         let mut bytes = BytesMut::new();
@@ -86,7 +88,7 @@ impl CursorStream {
         )?;
         let (lease, owns_lease) = match conn.current_lease() {
             Some(lease) => (lease, false),
-            None => (conn.lease().await?, true),
+            None => (conn.lease_settling(reservation).await?, true),
         };
         let mut cursor = CursorStream {
             conn: conn.clone(),

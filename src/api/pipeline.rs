@@ -99,7 +99,8 @@ impl Pipeline {
                 "too many statements in one pipeline".into(),
             ));
         }
-        let statement = self.conn.statement(statement).await?;
+        // No reservation: the pipeline runs later, as a request of its own.
+        let (statement, _none) = self.conn.statement(statement, false).await?;
         frontend::execute_unsynced(
             &statement.0.name,
             &statement.0.sql,
