@@ -486,10 +486,6 @@ fn conflicting_serializable_transactions_both_succeed_under_retry() -> TestResul
             .await?;
         let a = connect().await?;
         let b = connect().await?;
-        for conn in [&a, &b] {
-            conn.set_param("default_transaction_isolation", "serializable")
-                .await?;
-        }
         let policy = RetryPolicy::default()
             .max_attempts(10)
             .backoff(Duration::from_millis(1), Duration::from_millis(20));
@@ -500,12 +496,16 @@ fn conflicting_serializable_transactions_both_succeed_under_retry() -> TestResul
         let mut b_barrier = Some((b_read, a_has_read));
         let table_ref = table.as_str();
         let (a_result, b_result) = join(
-            a.with_transaction_retry(&policy, |txn| {
-                read_sum_then_insert(txn, table_ref, 10, a_barrier.take())
-            }),
-            b.with_transaction_retry(&policy, |txn| {
-                read_sum_then_insert(txn, table_ref, 20, b_barrier.take())
-            }),
+            a.build_transaction()
+                .isolation_level(IsolationLevel::Serializable)
+                .with_retry(&policy, |txn| {
+                    read_sum_then_insert(txn, table_ref, 10, a_barrier.take())
+                }),
+            b.build_transaction()
+                .isolation_level(IsolationLevel::Serializable)
+                .with_retry(&policy, |txn| {
+                    read_sum_then_insert(txn, table_ref, 20, b_barrier.take())
+                }),
         )
         .await;
         let (a_attempts, a_isolation) = a_result?;

@@ -12,6 +12,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use crate::actors::rt;
+use crate::protocol::sql::BeginOptions;
 use crate::{classify_error, Connection, ErrorClass, PgError};
 
 /// When and how to retry failed work.
@@ -183,6 +184,8 @@ impl Connection {
     /// retries (by default a serialization failure or a deadlock). The
     /// closure therefore runs up to `max_attempts` times;
     /// [`Transaction::attempt`](crate::Transaction::attempt) tells which.
+    /// For an isolation level, use
+    /// [`TransactionBuilder::with_retry`](crate::TransactionBuilder::with_retry).
     ///
     /// Never retries what may have committed: a failure of the COMMIT itself
     /// is retried only when the server reported it (a serialization failure
@@ -192,34 +195,46 @@ impl Connection {
     pub async fn with_transaction_retry<F, Fut, R>(
         &self,
         policy: &RetryPolicy,
-        mut work: F,
+        work: F,
     ) -> Result<R, PgError>
     where
         F: FnMut(crate::Transaction) -> Fut,
         Fut: Future<Output = Result<R, PgError>>,
     {
-        let options = crate::protocol::sql::BeginOptions::default();
-        let mut attempt = 1;
-        loop {
-            let txn = crate::Transaction::begin(self, &options, attempt).await?;
-            let failure = match work(txn.clone()).await {
-                Ok(value) => match txn.commit().await {
-                    Ok(()) => return Ok(value),
-                    // Only the server's own answer proves nothing was
-                    // committed.
-                    Err(e @ PgError::Server(_)) => e,
-                    Err(e) => return Err(e),
-                },
-                Err(e) => {
-                    if let Err(_rollback) = txn.rollback().await {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(error = %_rollback, "rolling back a failed attempt failed");
-                    }
-                    e
+        retry_transaction(self, &BeginOptions::default(), policy, work).await
+    }
+}
+
+/// The retry loop behind `with_transaction_retry`, for any BEGIN options.
+pub(crate) async fn retry_transaction<F, Fut, R>(
+    conn: &Connection,
+    options: &BeginOptions,
+    policy: &RetryPolicy,
+    mut work: F,
+) -> Result<R, PgError>
+where
+    F: FnMut(crate::Transaction) -> Fut,
+    Fut: Future<Output = Result<R, PgError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let txn = crate::Transaction::begin(conn, options, attempt).await?;
+        let failure = match work(txn.clone()).await {
+            Ok(value) => match txn.commit().await {
+                Ok(()) => return Ok(value),
+                // Only the server's own answer proves nothing was committed.
+                Err(e @ PgError::Server(_)) => e,
+                Err(e) => return Err(e),
+            },
+            Err(e) => {
+                if let Err(_rollback) = txn.rollback().await {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(error = %_rollback, "rolling back a failed attempt failed");
                 }
-            };
-            attempt = policy.after_failure(attempt, failure).await?;
-        }
+                e
+            }
+        };
+        attempt = policy.after_failure(attempt, failure).await?;
     }
 }
 

@@ -19,11 +19,12 @@ use bytes::BytesMut;
 use postgres_types::ToSql;
 
 use crate::api::response::collect;
+use crate::api::retry::retry_transaction;
 use crate::protocol::frontend;
 use crate::protocol::sql::{begin, quote_identifier, BeginOptions};
 use crate::{
-    Connection, CursorStream, IsolationLevel, PgError, QueryResult, Row, RowStream, Statement,
-    ToStatement,
+    Connection, CursorStream, IsolationLevel, PgError, QueryResult, RetryPolicy, Row, RowStream,
+    Statement, ToStatement,
 };
 
 /// An open transaction, or a savepoint inside one.
@@ -189,6 +190,29 @@ impl TransactionBuilder {
     /// queued before it) and sends `BEGIN`.
     pub async fn start(self) -> Result<Transaction, PgError> {
         Transaction::begin(&self.conn, &self.options, 1).await
+    }
+
+    /// [`Connection::with_transaction_retry`] with these options: the usual
+    /// way to run serializable transactions.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &wasi_pg_client::Connection) -> Result<(), wasi_pg_client::PgError> {
+    /// use wasi_pg_client::{IsolationLevel, RetryPolicy};
+    /// let total: i64 = conn
+    ///     .build_transaction()
+    ///     .isolation_level(IsolationLevel::Serializable)
+    ///     .with_retry(&RetryPolicy::default(), |txn| async move {
+    ///         txn.query_one("SELECT sum(balance)::int8 FROM accounts", &[]).await?.get(0)
+    ///     })
+    ///     .await?;
+    /// # let _ = total; Ok(()) }
+    /// ```
+    pub async fn with_retry<F, Fut, R>(self, policy: &RetryPolicy, work: F) -> Result<R, PgError>
+    where
+        F: FnMut(Transaction) -> Fut,
+        Fut: std::future::Future<Output = Result<R, PgError>>,
+    {
+        retry_transaction(&self.conn, &self.options, policy, work).await
     }
 }
 
