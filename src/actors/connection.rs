@@ -8,6 +8,12 @@
 //! bounded response channel; when a consumer is slow the actor stops reading
 //! the socket instead of buffering. Reads, writes and the mailbox are polled
 //! together, so a large pipeline never blocks the read side (pgjdbc #194).
+//!
+//! A lease (a transaction, a cursor) gives one holder the socket: other
+//! commands are held, in order, until it is released. A query that had to
+//! prepare its statement first holds a reservation from its Prepare to its
+//! execution, and a lease asked for meanwhile waits for it, so a query that
+//! began before a transaction is never shut out by it.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
