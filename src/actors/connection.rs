@@ -557,7 +557,13 @@ impl<T: AsyncTransport> ConnectionActor<T> {
 
     /// Routes every complete frame that has arrived.
     fn process_frames(&mut self) -> Result<(), PgError> {
-        while let Some(frame) = self.frames.next_frame()? {
+        loop {
+            if self.take_user_run()? {
+                continue;
+            }
+            let Some(frame) = self.frames.next_frame()? else {
+                break;
+            };
             match frame[0] {
                 b'A' | b'N' | b'S' => self.asynchronous(parse_frame(frame)?)?,
                 tag => self.route(tag, frame)?,
@@ -599,6 +605,45 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             .map(Answer::backlog_bytes)
             .sum::<usize>();
         self.shared.set_buffered_bytes(bytes);
+    }
+
+    /// While the head request is a user's, takes the run of its frames
+    /// that has arrived (up to its end, an asynchronous message, or a
+    /// chunk's worth) in one piece: a large result is handed on without
+    /// splitting it frame by frame. Returns whether it took anything.
+    fn take_user_run(&mut self) -> Result<bool, PgError> {
+        let Some(InFlight::User { pending, ends, .. }) = self.in_flight.front_mut() else {
+            return Ok(false);
+        };
+        let mut run = 0;
+        let mut last = false;
+        while let Some((tag, len)) = self.frames.frame_at(run)? {
+            if matches!(tag, b'A' | b'N' | b'S') {
+                // Not the caller's: `asynchronous` takes it on its own.
+                break;
+            }
+            if tag == b'Z' {
+                if let Some(status) = self.frames.byte_at(run + 5) {
+                    self.shared.set_transaction_status(status);
+                }
+            }
+            run += len;
+            if ends.is_end(tag) {
+                last = true;
+                break;
+            }
+            if pending.len() + run >= CHUNK_TARGET {
+                break;
+            }
+        }
+        if run == 0 {
+            return Ok(false);
+        }
+        pending.unsplit(self.frames.take(run));
+        if last || pending.len() >= CHUNK_TARGET {
+            self.flush_head(last);
+        }
+        Ok(true)
     }
 
     fn route(&mut self, tag: u8, frame: BytesMut) -> Result<(), PgError> {

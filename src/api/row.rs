@@ -21,12 +21,16 @@ pub struct Column {
     type_: Type,
     table_oid: Option<u32>,
     column_id: Option<i16>,
+    /// Its values declare element counts to check before decoding (decided
+    /// once here, not on every `get`).
+    declares_counts: bool,
 }
 
 impl Column {
     pub(crate) fn new(name: String, type_: Type, table_oid: u32, column_id: i16) -> Column {
         Column {
             name,
+            declares_counts: values::declares_counts(&type_),
             type_,
             table_oid: (table_oid != 0).then_some(table_oid),
             column_id: (column_id != 0).then_some(column_id),
@@ -247,7 +251,7 @@ impl Row {
                 column.type_.clone(),
             ))));
         }
-        if let Some(raw) = raw {
+        if let (true, Some(raw)) = (column.declares_counts, raw) {
             values::check_declared_counts(&column.type_, raw)
                 .map_err(|why| PgError::Decode(format!("column {index}: {why}")))?;
         }

@@ -115,6 +115,29 @@ impl FrameReader {
         }
     }
 
+    /// The tag and length of the complete frame starting `offset` bytes
+    /// into the buffer (where an earlier call said the last one ended), if
+    /// it has fully arrived; for scanning a run of frames before taking
+    /// them all at once with [`take`](Self::take).
+    pub(crate) fn frame_at(&self, offset: usize) -> Result<Option<(u8, usize)>, PgError> {
+        let rest = self.buf.get(offset..).unwrap_or_default();
+        match frame_len(rest, self.max_message_size)? {
+            Some(len) if rest.len() >= len => Ok(Some((rest[0], len))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The byte at `offset`, if buffered.
+    pub(crate) fn byte_at(&self, offset: usize) -> Option<u8> {
+        self.buf.get(offset).copied()
+    }
+
+    /// Takes the first `len` bytes: frames scanned with
+    /// [`frame_at`](Self::frame_at).
+    pub(crate) fn take(&mut self, len: usize) -> BytesMut {
+        self.buf.split_to(len.min(self.buf.len()))
+    }
+
     /// The tag of the next complete frame, without taking it.
     pub fn peek_complete_tag(&self) -> Result<Option<u8>, PgError> {
         match frame_len(&self.buf, self.max_message_size)? {

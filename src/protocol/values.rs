@@ -23,6 +23,12 @@ pub fn check_declared_counts(ty: &Type, raw: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Whether values of `ty` declare counts that [`check_declared_counts`]
+/// checks (arrays and hstore).
+pub(crate) fn declares_counts(ty: &Type) -> bool {
+    matches!(ty.kind(), Kind::Array(_)) || ty.name() == "hstore"
+}
+
 fn be_i32(raw: &[u8], at: usize) -> Option<i32> {
     let bytes = raw.get(at..at.checked_add(4)?)?;
     Some(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
