@@ -33,6 +33,7 @@ pub use actors::shared::Notification;
 pub use api::cancel::CancelToken;
 pub use api::config::{Config, Host, SslMode};
 pub use api::connection::{BufferedBytes, Connection, ConnectionTask};
+pub use api::copy::{CopyIn, CopyOut};
 pub use api::cursor::CursorStream;
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
 pub use api::generic::GenericClient;

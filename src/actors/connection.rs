@@ -88,6 +88,14 @@ pub(crate) enum Command {
     /// A reservation will not be used (its caller gave up, or the prepare
     /// failed).
     Unreserve,
+    /// Bytes for the server with no answer of their own (COPY data, under
+    /// the copy's lease). `taken` is told once they are in the write
+    /// buffer, so a writer can keep a bounded amount on its way.
+    Data {
+        bytes: BytesMut,
+        lease: u64,
+        taken: Option<oneshot::Sender<()>>,
+    },
     /// Ends a lease.
     Release { lease: u64 },
     /// A prepared statement for `sql`, from the cache or prepared now.
@@ -117,6 +125,9 @@ pub(crate) enum Ends {
     /// The end of one Execute of a portal, after a Flush: PortalSuspended,
     /// CommandComplete, EmptyQueryResponse, or an ErrorResponse.
     Execute,
+    /// ReadyForQuery, after a `COPY … FROM STDIN` whose data the caller
+    /// sends: the only request for which the server may enter copy-in mode.
+    CopyIn,
 }
 
 impl Ends {
@@ -134,6 +145,7 @@ impl Ends {
                 *left == 0
             }
             Ends::Execute => matches!(tag, b's' | b'C' | b'I' | b'E'),
+            Ends::CopyIn => tag == b'Z',
         }
     }
 }
@@ -378,7 +390,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 lease, reserved, ..
             } => (*lease, *reserved),
             Command::Prepare { lease, .. } => (*lease, false),
-            Command::Release { lease } => (Some(*lease), false),
+            Command::Release { lease } | Command::Data { lease, .. } => (Some(*lease), false),
             Command::Lease { reserved, .. } => (None, *reserved),
             // Held like the execution it stands for, so it never overtakes
             // the Prepare that made its reservation.
@@ -398,7 +410,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     fn admit(&mut self, command: Command) {
         let belongs_to = match &command {
             Command::Request { lease, .. } | Command::Prepare { lease, .. } => *lease,
-            Command::Release { lease } => Some(*lease),
+            Command::Release { lease } | Command::Data { lease, .. } => Some(*lease),
             _ => None,
         };
         if belongs_to.is_some() && belongs_to != self.lease {
@@ -437,6 +449,12 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 }
             }
             Command::Unreserve => self.redeem(),
+            Command::Data { bytes, taken, .. } => {
+                self.outgoing.extend_from_slice(&bytes);
+                if let Some(taken) = taken {
+                    let _ = taken.send(());
+                }
+            }
             Command::Release { .. } => self.lease = None,
             Command::Prepare {
                 sql,
@@ -627,6 +645,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     self.shared.set_transaction_status(status);
                 }
             }
+            if is_copy_in_start(tag) && *ends != Ends::CopyIn {
+                return Err(unexpected_copy_in());
+            }
             run += len;
             if ends.is_end(tag) {
                 last = true;
@@ -666,6 +687,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         }
         match head {
             InFlight::User { pending, ends, .. } => {
+                if is_copy_in_start(tag) && *ends != Ends::CopyIn {
+                    return Err(unexpected_copy_in());
+                }
                 let last = ends.is_end(tag);
                 pending.unsplit(frame);
                 if last || pending.len() >= CHUNK_TARGET {
@@ -829,6 +853,23 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     }
 }
 
+/// CopyInResponse or CopyBothResponse: the server now waits for data.
+fn is_copy_in_start(tag: u8) -> bool {
+    matches!(tag, b'G' | b'W')
+}
+
+/// The server entered copy-in mode for a request that has no data to send.
+/// The query methods refuse `COPY … FROM STDIN` before sending it, so this
+/// is a server (or a statement) we cannot follow; requests pipelined behind
+/// it may already have been swallowed by the copy, so no answer after it can
+/// be trusted: the connection ends.
+fn unexpected_copy_in() -> PgError {
+    PgError::Protocol(
+        "the server began a COPY FROM STDIN for a request that cannot send data (use copy_in)"
+            .into(),
+    )
+}
+
 /// Answers a command that will not run with `error`.
 fn refuse(command: Command, error: &PgError) {
     match command {
@@ -841,7 +882,8 @@ fn refuse(command: Command, error: &PgError) {
         Command::Close { .. }
         | Command::Lease { .. }
         | Command::Release { .. }
-        | Command::Unreserve => {}
+        | Command::Unreserve
+        | Command::Data { .. } => {}
     }
 }
 

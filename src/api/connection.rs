@@ -375,6 +375,25 @@ impl Connection {
         });
     }
 
+    /// Queues bytes with no answer of their own under `lease` (COPY data);
+    /// `taken` is told once they are in the actor's write buffer. Never
+    /// waits: the copy keeps at most one chunk on its way.
+    pub(crate) fn send_data(
+        &self,
+        lease: u64,
+        bytes: BytesMut,
+        taken: Option<oneshot::Sender<()>>,
+    ) -> Result<(), PgError> {
+        self.inner
+            .mailbox
+            .force_send(Command::Data {
+                bytes,
+                lease,
+                taken,
+            })
+            .map_err(|_| self.shared().gone())
+    }
+
     /// Sends `bytes` (if any) as the lease's last request, with its answer
     /// discarded, and releases the lease, without waiting: for `Drop`.
     pub(crate) fn release_lease(&self, lease: u64, last: Option<BytesMut>) {

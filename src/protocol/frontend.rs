@@ -38,6 +38,7 @@ fn encode_error(what: &str, e: std::io::Error) -> PgError {
 /// Parse + Bind + Describe portal + Execute + Sync for SQL without
 /// parameters, through the unnamed statement and portal, binary results.
 pub(crate) fn query_extended(sql: &str, buf: &mut BytesMut) -> Result<(), PgError> {
+    refuse_copy_from_stdin(sql)?;
     transactional(buf, |buf| {
         frontend::parse("", sql, std::iter::empty(), buf).map_err(|e| encode_error("query", e))?;
         bind(buf, "", &[], &[])?;
@@ -50,13 +51,34 @@ pub(crate) fn query_extended(sql: &str, buf: &mut BytesMut) -> Result<(), PgErro
 
 /// A simple-protocol Query (several statements allowed; text results).
 pub(crate) fn simple_query(sql: &str, buf: &mut BytesMut) -> Result<(), PgError> {
+    refuse_copy_from_stdin(sql)?;
+    copy_query(sql, buf)
+}
+
+/// A simple-protocol Query that may be a `COPY … FROM STDIN`: only
+/// `copy_in` sends one, and follows it with the data.
+pub(crate) fn copy_query(sql: &str, buf: &mut BytesMut) -> Result<(), PgError> {
     transactional(buf, |buf| {
         frontend::query(sql, buf).map_err(|e| encode_error("query", e))
     })
 }
 
+/// A `COPY … FROM STDIN` sent by a query method would leave the server
+/// waiting for data that never comes.
+fn refuse_copy_from_stdin(sql: &str) -> Result<(), PgError> {
+    if crate::protocol::sql::has_copy_from_stdin(sql) {
+        return Err(PgError::Encode(
+            "COPY … FROM STDIN cannot run through a query method; use copy_in (and copy_out \
+             for COPY … TO STDOUT)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Parse + Describe statement + Sync: prepares `sql` as statement `name`.
 pub(crate) fn prepare(name: &str, sql: &str, buf: &mut BytesMut) -> Result<(), PgError> {
+    refuse_copy_from_stdin(sql)?;
     transactional(buf, |buf| {
         frontend::parse(name, sql, std::iter::empty(), buf)
             .map_err(|e| encode_error("prepare", e))?;
@@ -150,6 +172,18 @@ pub(crate) fn close_statement(name: &str, buf: &mut BytesMut) -> Result<(), PgEr
         frontend::close(b'S', name, buf).map_err(|e| encode_error("close", e))?;
         frontend::sync(buf);
         Ok(())
+    })
+}
+
+/// CopyDone: the data is complete.
+pub(crate) fn copy_done(buf: &mut BytesMut) {
+    frontend::copy_done(buf);
+}
+
+/// CopyFail: abandons the copy with `reason` (the server's error quotes it).
+pub(crate) fn copy_fail(reason: &str, buf: &mut BytesMut) -> Result<(), PgError> {
+    transactional(buf, |buf| {
+        frontend::copy_fail(reason, buf).map_err(|e| encode_error("copy fail", e))
     })
 }
 

@@ -71,6 +71,172 @@ pub(crate) fn begin(options: &BeginOptions) -> String {
     sql
 }
 
+/// Whether any statement in `sql` is a `COPY … FROM STDIN`, which puts the
+/// server in copy-in mode: only `copy_in` can feed it, so the query methods
+/// refuse it up front. A small lexer, so that quotes, comments and
+/// dollar-quoted bodies cannot hide or fake one.
+pub(crate) fn has_copy_from_stdin(sql: &str) -> bool {
+    let mut copy = CopyStatement::default();
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = skip_until(bytes, i, b"\n");
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
+            b'\'' => {
+                let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E');
+                i = skip_quoted(bytes, i, b'\'', escapes);
+                copy.other_token();
+            }
+            b'"' => {
+                i = skip_quoted(bytes, i, b'"', false);
+                copy.other_token();
+            }
+            b'$' => {
+                i = skip_dollar(bytes, i);
+                copy.other_token();
+            }
+            b';' => {
+                copy = CopyStatement::default();
+                i += 1;
+            }
+            b'(' => {
+                copy.depth += 1;
+                i += 1;
+            }
+            b')' => {
+                copy.depth = copy.depth.saturating_sub(1);
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'$'))
+                {
+                    i += 1;
+                }
+                if copy.word(&sql[start..i]) {
+                    return true;
+                }
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            _ => {
+                copy.other_token();
+                i += 1;
+            }
+        }
+    }
+    false
+}
+
+/// Where a statement's tokens stand on the way to `COPY … FROM STDIN`.
+#[derive(Default)]
+struct CopyStatement {
+    /// Tokens seen in this statement.
+    tokens: usize,
+    is_copy: bool,
+    /// The last token at depth 0 was `FROM`.
+    after_from: bool,
+    depth: usize,
+}
+
+impl CopyStatement {
+    /// Takes a word; true once the statement is a `COPY … FROM STDIN`.
+    fn word(&mut self, word: &str) -> bool {
+        self.tokens += 1;
+        if self.tokens == 1 {
+            self.is_copy = word.eq_ignore_ascii_case("copy");
+            return false;
+        }
+        if !self.is_copy || self.depth > 0 {
+            return false;
+        }
+        if self.after_from && word.eq_ignore_ascii_case("stdin") {
+            return true;
+        }
+        self.after_from = word.eq_ignore_ascii_case("from");
+        false
+    }
+
+    fn other_token(&mut self) {
+        self.tokens += 1;
+        if self.depth == 0 {
+            self.after_from = false;
+        }
+    }
+}
+
+/// The index just past the next `end` sequence after `from` (or the end).
+fn skip_until(bytes: &[u8], from: usize, end: &[u8]) -> usize {
+    bytes[from..]
+        .windows(end.len())
+        .position(|w| w == end)
+        .map_or(bytes.len(), |at| from + at + end.len())
+}
+
+/// Past a (nested) `/* … */` comment starting at `from`.
+fn skip_block_comment(bytes: &[u8], from: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = from;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Past a `quote`-delimited token starting at `from` (a doubled quote stays
+/// inside; with `escapes`, so does a backslash-escaped character).
+fn skip_quoted(bytes: &[u8], from: usize, quote: u8, escapes: bool) -> usize {
+    let mut i = from + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if escapes => i += 2,
+            c if c == quote => {
+                if bytes.get(i + 1) == Some(&quote) {
+                    i += 2;
+                } else {
+                    return i + 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Past a dollar-quoted string (`$$…$$`, `$tag$…$tag$`) starting at
+/// `from`, or just past the `$` of anything else (`$1`).
+fn skip_dollar(bytes: &[u8], from: usize) -> usize {
+    let mut i = from + 1;
+    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+        if i == from + 1 && bytes[i].is_ascii_digit() {
+            return from + 1;
+        }
+        i += 1;
+    }
+    if bytes.get(i) != Some(&b'$') {
+        return from + 1;
+    }
+    let tag = &bytes[from..=i];
+    skip_until(bytes, i + 1, tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +249,35 @@ mod tests {
             "\"a\"\"; DROP TABLE t; --\""
         );
         assert_eq!(quote_identifier(""), "\"\"");
+    }
+
+    #[test]
+    fn finds_copy_from_stdin_and_nothing_else() {
+        for sql in [
+            "COPY t FROM STDIN",
+            "copy t (a, b) from stdin with (format csv)",
+            "  /* lead */ COPY -- note\n t FROM\n\tSTDIN;",
+            "SELECT 1; COPY public.t FROM STDIN",
+            "COPY \"my table\" FROM STDIN",
+        ] {
+            assert!(has_copy_from_stdin(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 'COPY t FROM STDIN'",
+            "SELECT $$COPY t FROM STDIN$$",
+            "SELECT $q$ ; COPY t FROM STDIN $q$",
+            "COPY t TO STDOUT",
+            "COPY (SELECT a FROM stdin) TO STDOUT",
+            "COPY t FROM '/tmp/file'",
+            "SELECT * FROM stdin",
+            "-- COPY t FROM STDIN",
+            "/* COPY t FROM STDIN /* nested */ still */ SELECT 1",
+            "SELECT E'\\' ; COPY t FROM STDIN'",
+            "SELECT $1::text, 'COPY t FROM STDIN'",
+            "",
+        ] {
+            assert!(!has_copy_from_stdin(sql), "{sql}");
+        }
     }
 
     #[test]
