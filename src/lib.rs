@@ -34,6 +34,7 @@ pub use api::cancel::CancelToken;
 pub use api::config::{Config, Host, SslMode};
 pub use api::connection::{BufferedBytes, Connection, ConnectionTask};
 pub use api::copy::{CopyIn, CopyOut};
+pub use api::copy_rows::{BinaryCopyInWriter, BinaryCopyOutReader, CsvCopyInWriter};
 pub use api::cursor::CursorStream;
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
 pub use api::generic::GenericClient;
@@ -44,6 +45,7 @@ pub use api::statement::{Statement, StatementCacheStats, ToStatement};
 pub use api::stream::{RowStream, STALLED_STREAM_LIMIT};
 pub use api::tls_config::{AuthMethod, ChannelBinding, PemSource, RootCerts, SslNegotiation};
 pub use api::transaction::{Transaction, TransactionBuilder};
+pub use protocol::copy_format::CsvField;
 pub use protocol::sql::IsolationLevel;
 pub use transport::AsyncTransport;
 

@@ -4,6 +4,7 @@ pub(crate) mod cancel;
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod copy;
+pub(crate) mod copy_rows;
 pub(crate) mod cursor;
 pub(crate) mod error;
 pub(crate) mod generic;
