@@ -211,6 +211,11 @@ if [[ -f bench/Cargo.toml ]]; then
 fi
 
 run_step "examples $WASM" cargo build --examples --target "$WASM"
+# The COPY example loads a CSV file on both targets (under wasmtime through
+# the directory wasm-runner.sh preopens at its own path).
+export DATABASE_URL="postgresql://scram_user:scram_secret@$PGTEST_HOST:$PGTEST_PORT/$PGTEST_DB?sslmode=disable"
+run_step "example load_csv native" cargo run --quiet --example load_csv --features tokio-transport -- "$PWD/examples/data/cities.csv"
+run_step "example load_csv $WASM" scripts/wasm-runner.sh "${CARGO_TARGET_DIR:-target}/$WASM/debug/examples/load_csv.wasm" "$PWD/examples/data/cities.csv"
 
 # ---------------------------------------------------------------- summary
 header "summary"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cargo runner for wasm32-wasip2 (see .cargo/config.toml): runs a component
 # under wasmtime with network, name lookup and the caller's environment, plus
-# access to the repo's tests/data if it exists and to $PGTEST_CERT_DIR (the
+# access to the repo's tests/data and examples/data if they exist and to $PGTEST_CERT_DIR (the
 # test certificates, scripts/lib/certs.sh) if set, each at its host path. All
 # arguments (the .wasm file, then the program's own arguments) are passed through.
 #
@@ -30,7 +30,7 @@ fi
 args=(run -S inherit-network=y -S allow-ip-name-lookup=y -S inherit-env=y)
 # Preopen tests/data at its own host path, so a test can open
 # concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/...") on both targets.
-dirs=("$root/tests/data")
+dirs=("$root/tests/data" "$root/examples/data")
 if [[ -n "${CARGO_MANIFEST_DIR:-}" && "$CARGO_MANIFEST_DIR" != "$root" ]]; then
     dirs+=("$CARGO_MANIFEST_DIR/tests/data")
 fi
