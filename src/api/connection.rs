@@ -909,4 +909,23 @@ fn handles_and_futures_are_send(conn: &Connection, config: &Config, stmt: &State
     send(&conn.pipeline().run());
     let mut pipeline = conn.pipeline();
     send(&pipeline.push("", &[&1i32]));
+    send(&conn.copy_in(""));
+    send(&conn.copy_out(""));
+}
+
+/// The same promise for the COPY handles' futures.
+#[allow(dead_code)]
+fn copy_futures_are_send(
+    copy_in: &mut crate::CopyIn,
+    copy_out: &mut crate::CopyOut,
+    binary_in: &mut crate::BinaryCopyInWriter,
+    binary_out: &mut crate::BinaryCopyOutReader,
+    csv: &mut crate::CsvCopyInWriter,
+) {
+    fn send<T: Send>(_: &T) {}
+    send(&copy_in.write(b""));
+    send(&copy_out.next());
+    send(&binary_in.write(&[&1i32]));
+    send(&binary_out.next());
+    send(&csv.write(&["a"]));
 }
