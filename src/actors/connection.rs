@@ -430,7 +430,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 if reserved {
                     self.redeem();
                 }
-                self.outgoing.extend_from_slice(&bytes);
+                self.queue_bytes(bytes);
                 self.in_flight.push_back(InFlight::User {
                     answer: Answer::new(responses),
                     ends,
@@ -450,7 +450,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             }
             Command::Unreserve => self.redeem(),
             Command::Data { bytes, taken, .. } => {
-                self.outgoing.extend_from_slice(&bytes);
+                self.queue_bytes(bytes);
                 if let Some(taken) = taken {
                     let _ = taken.send(());
                 }
@@ -476,6 +476,16 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 // Queued requests are still delivered; new ones are refused.
                 self.mailbox.close();
             }
+        }
+    }
+
+    /// Appends to the write buffer, taking `bytes` over when nothing else
+    /// waits there (no copy).
+    fn queue_bytes(&mut self, bytes: BytesMut) {
+        if self.outgoing.is_empty() {
+            self.outgoing = bytes;
+        } else {
+            self.outgoing.extend_from_slice(&bytes);
         }
     }
 

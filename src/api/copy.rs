@@ -132,6 +132,20 @@ impl CopyIn {
         Ok(())
     }
 
+    /// Lets `encode` append to the chunk being filled (the typed writers
+    /// encode rows straight into it), then sends the chunk once full.
+    pub(crate) async fn write_with<F>(&mut self, encode: F) -> Result<(), PgError>
+    where
+        F: FnOnce(&mut BytesMut) -> Result<(), PgError>,
+    {
+        self.check_writable()?;
+        encode(&mut self.chunk)?;
+        if self.chunk.len() - HEADER.len() >= COPY_CHUNK {
+            poll_fn(|cx| self.poll_send_chunk(cx)).await?;
+        }
+        Ok(())
+    }
+
     /// [`write`](CopyIn::write) for an owned buffer.
     pub async fn send(&mut self, data: Bytes) -> Result<(), PgError> {
         self.write(&data).await

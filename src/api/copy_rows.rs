@@ -13,9 +13,6 @@ use crate::protocol::copy_format::{
 };
 use crate::{CopyIn, CopyOut, PgError};
 
-/// Encoded rows gathered before they are handed to the `CopyIn`.
-const ROW_BATCH: usize = 64 * 1024;
-
 /// Writes rows of typed values into a `COPY … FROM STDIN (FORMAT binary)`.
 ///
 /// ```no_run
@@ -32,20 +29,25 @@ const ROW_BATCH: usize = 64 * 1024;
 pub struct BinaryCopyInWriter {
     copy: CopyIn,
     types: Vec<Type>,
-    /// Encoded rows not yet written (the header first).
-    rows: BytesMut,
+    header_written: bool,
 }
 
 impl BinaryCopyInWriter {
     /// A writer of rows with these column types, in the COPY's column
     /// order.
     pub fn new(copy: CopyIn, types: &[Type]) -> Self {
-        let mut rows = BytesMut::with_capacity(ROW_BATCH + 1024);
-        rows.extend_from_slice(BINARY_HEADER);
         BinaryCopyInWriter {
             copy,
             types: types.to_vec(),
-            rows,
+            header_written: false,
+        }
+    }
+
+    /// Appends the header before the first row (or the trailer).
+    fn header(&mut self, out: &mut BytesMut) {
+        if !self.header_written {
+            self.header_written = true;
+            out.extend_from_slice(BINARY_HEADER);
         }
     }
 
@@ -53,18 +55,36 @@ impl BinaryCopyInWriter {
     /// cannot be encoded as its type is an `Encode` error, and the row is
     /// not written.
     pub async fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), PgError> {
-        encode_binary_row(&self.types, values, &mut self.rows)?;
-        if self.rows.len() >= ROW_BATCH {
-            self.copy.write(&self.rows).await?;
-            self.rows.clear();
-        }
-        Ok(())
+        let BinaryCopyInWriter {
+            copy,
+            types,
+            header_written,
+        } = self;
+        copy.write_with(|out| {
+            let start = out.len();
+            if !*header_written {
+                out.extend_from_slice(BINARY_HEADER);
+            }
+            match encode_binary_row(types, values, out) {
+                Ok(()) => {
+                    *header_written = true;
+                    Ok(())
+                }
+                Err(e) => {
+                    out.truncate(start);
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 
     /// Writes the trailer and finishes the copy; the number of rows copied.
     pub async fn finish(mut self) -> Result<u64, PgError> {
-        self.rows.extend_from_slice(&BINARY_TRAILER);
-        self.copy.write(&self.rows).await?;
+        let mut ending = BytesMut::new();
+        self.header(&mut ending);
+        ending.extend_from_slice(&BINARY_TRAILER);
+        self.copy.write(&ending).await?;
         self.copy.finish().await
     }
 
@@ -90,33 +110,28 @@ impl BinaryCopyInWriter {
 #[derive(Debug)]
 pub struct CsvCopyInWriter {
     copy: CopyIn,
-    rows: BytesMut,
 }
 
 impl CsvCopyInWriter {
     /// A writer into `copy`, which must have been started with
     /// `FORMAT csv` and the default options.
     pub fn new(copy: CopyIn) -> Self {
-        CsvCopyInWriter {
-            copy,
-            rows: BytesMut::with_capacity(ROW_BATCH + 1024),
-        }
+        CsvCopyInWriter { copy }
     }
 
     /// Writes one row: `&str`, `String`, or `Option` of either (`None` is
     /// NULL).
-    pub async fn write<F: CsvField>(&mut self, fields: &[F]) -> Result<(), PgError> {
-        encode_csv_row(fields, &mut self.rows);
-        if self.rows.len() >= ROW_BATCH {
-            self.copy.write(&self.rows).await?;
-            self.rows.clear();
-        }
-        Ok(())
+    pub async fn write<F: CsvField + Sync>(&mut self, fields: &[F]) -> Result<(), PgError> {
+        self.copy
+            .write_with(|out| {
+                encode_csv_row(fields, out);
+                Ok(())
+            })
+            .await
     }
 
     /// Finishes the copy; the number of rows copied.
-    pub async fn finish(mut self) -> Result<u64, PgError> {
-        self.copy.write(&self.rows).await?;
+    pub async fn finish(self) -> Result<u64, PgError> {
         self.copy.finish().await
     }
 }
