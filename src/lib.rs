@@ -38,6 +38,7 @@ pub use api::copy_rows::{BinaryCopyInWriter, BinaryCopyOutReader, CsvCopyInWrite
 pub use api::cursor::CursorStream;
 pub use api::error::{classify_error, DbError, ErrorClass, PgError};
 pub use api::generic::GenericClient;
+pub use api::notify::Subscription;
 pub use api::pipeline::{Pipeline, PipelineMode};
 pub use api::retry::RetryPolicy;
 pub use api::row::{Column, QueryResult, Row, RowIndex};

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use postgres_protocol::message::backend::Message;
 
@@ -202,6 +203,8 @@ pub(crate) struct ConnectionActor<T> {
     statements: StatementCache,
     preparing: HashMap<String, Vec<oneshot::Sender<Result<Statement, PgError>>>>,
     closers: Vec<oneshot::Sender<()>>,
+    /// To the notification dispatcher.
+    notifications: UnboundedSender<Notification>,
 }
 
 impl<T: AsyncTransport> ConnectionActor<T> {
@@ -211,6 +214,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         mailbox: MailboxReceiver<Command>,
         shared: Arc<Shared>,
         statement_cache_size: usize,
+        notifications: UnboundedSender<Notification>,
     ) -> Self {
         ConnectionActor {
             transport: Arc::new(transport),
@@ -232,6 +236,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             statements: StatementCache::new(statement_cache_size),
             preparing: HashMap::new(),
             closers: Vec::new(),
+            notifications,
         }
     }
 
@@ -808,7 +813,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         let malformed = |e: io::Error| PgError::Protocol(format!("malformed message: {e}"));
         match message {
             Message::NotificationResponse(body) => {
-                self.shared.push_notification(Notification {
+                // The dispatcher ends only after this actor, so the send
+                // fails only while shutting down, when nobody is listening.
+                let _ = self.notifications.unbounded_send(Notification {
                     channel: body.channel().map_err(malformed)?.to_string(),
                     payload: body.message().map_err(malformed)?.to_string(),
                     process_id: body.process_id(),

@@ -3,6 +3,7 @@
 pub(crate) mod answer;
 pub(crate) mod cancel;
 pub(crate) mod connection;
+pub(crate) mod dispatcher;
 pub(crate) mod handshake;
 pub(crate) mod mailbox;
 pub(crate) mod reply;

@@ -1,10 +1,10 @@
 //! State the connection actor publishes for its handles to read without a
 //! round trip: ParameterStatus values, the error that broke the connection,
-//! the notice handler, buffered notifications.
+//! the notice handler.
 //!
 //! Locks here are held only for a copy or an insert, never across an await.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::sync::lock;
@@ -14,9 +14,6 @@ use crate::PgError;
 
 /// A user-supplied callback for NoticeResponse messages.
 pub type NoticeHandler = Arc<dyn Fn(&DbError) + Send + Sync>;
-
-/// How many notifications are kept until the notification dispatcher lands.
-const NOTIFICATION_BUFFER: usize = 1024;
 
 /// A notification received through LISTEN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +38,6 @@ pub(crate) struct Shared {
     parameters: Mutex<HashMap<String, String>>,
     broken: OnceLock<PgError>,
     notice_handler: RwLock<Option<NoticeHandler>>,
-    notifications: Mutex<VecDeque<Notification>>,
     /// Bytes read from the server that wait in the actor for their callers
     /// (now, and the most ever).
     buffered_bytes: std::sync::atomic::AtomicUsize,
@@ -140,19 +136,6 @@ impl Shared {
             Some(handler) => handler(notice),
             None => log_notice(notice),
         }
-    }
-
-    pub(crate) fn push_notification(&self, n: Notification) {
-        let mut queue = lock(&self.notifications);
-        if queue.len() == NOTIFICATION_BUFFER {
-            queue.pop_front();
-            #[cfg(feature = "tracing")]
-            tracing::warn!(
-                channel = %n.channel,
-                "notification buffer full; the oldest notification was dropped"
-            );
-        }
-        queue.push_back(n);
     }
 }
 

@@ -15,6 +15,7 @@ use crate::actors::cancel::{CancelService, CancelTarget};
 use crate::actors::connection::{
     Command, ConnectionActor, Ends, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND,
 };
+use crate::actors::dispatcher::{self, Queue, Registry};
 use crate::actors::handshake::handshake;
 use crate::actors::mailbox::{mailbox, MailboxSender};
 use crate::actors::reply::reply_channel;
@@ -56,6 +57,11 @@ pub struct Connection {
 struct Inner {
     mailbox: MailboxSender<Command>,
     shared: Arc<Shared>,
+    /// Who listens to which channel (shared with the dispatcher).
+    registry: Arc<std::sync::Mutex<Registry>>,
+    /// The connection's own subscriber, for `listen` and
+    /// `wait_for_notification`.
+    listener: std::sync::OnceLock<(u64, Arc<Queue>)>,
     backend_key: Option<(i32, i32)>,
     statements: StatementMemo,
     cancel: CancelToken,
@@ -207,12 +213,15 @@ impl Connection {
             shared.notice(notice);
         }
         let (tx, rx) = mailbox(MAILBOX_BOUND);
+        let (notify_tx, notify_rx) = futures_channel::mpsc::unbounded();
+        let registry = Arc::new(std::sync::Mutex::new(Registry::default()));
         let actor = ConnectionActor::new(
             stream,
             frames,
             rx,
             shared.clone(),
             config.statement_cache_size,
+            notify_tx,
         );
         let target = match (port, info.backend_key) {
             (Some(port), Some((process_id, secret_key))) => Some(Arc::new(CancelTarget {
@@ -233,6 +242,8 @@ impl Connection {
             inner: Arc::new(Inner {
                 mailbox: tx,
                 shared,
+                registry: registry.clone(),
+                listener: std::sync::OnceLock::new(),
                 backend_key: info.backend_key,
                 statements: StatementMemo::new(config.statement_cache_size),
                 cancel: CancelToken {
@@ -243,7 +254,16 @@ impl Connection {
             query_timeout: config.query_timeout,
             lease: None,
         };
-        Ok((conn, Box::pin(actor.run())))
+        // The dispatcher runs beside the connection actor, in the same task
+        // (so `connect_with_transport` still hands over a single future), and
+        // ends after it.
+        let task = futures_util::future::join(actor.run(), dispatcher::run(notify_rx, registry));
+        Ok((
+            conn,
+            Box::pin(async move {
+                task.await;
+            }),
+        ))
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -360,6 +380,38 @@ impl Connection {
             query_timeout: self.query_timeout,
             lease: Some(lease),
         }
+    }
+
+    /// Sends a request at once, even past the mailbox's bound: for the
+    /// LISTEN/UNLISTEN that must be queued in the same critical section as
+    /// the registry change they follow.
+    pub(crate) fn request_now(&self, bytes: BytesMut) -> Result<Responses, PgError> {
+        if let Some(e) = self.shared().broken() {
+            return Err(e);
+        }
+        let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
+        self.inner
+            .mailbox
+            .force_send(Command::Request {
+                bytes,
+                responses: tx,
+                lease: self.lease,
+                ends: Ends::SYNC,
+                reserved: false,
+            })
+            .map_err(|_| self.shared().gone())?;
+        Ok(Responses::new(rx, self.shared().clone(), Ends::SYNC))
+    }
+
+    /// The registry of notification subscribers, and the connection's own
+    /// subscriber.
+    pub(crate) fn notify_state(
+        &self,
+    ) -> (
+        &Arc<std::sync::Mutex<Registry>>,
+        &std::sync::OnceLock<(u64, Arc<Queue>)>,
+    ) {
+        (&self.inner.registry, &self.inner.listener)
     }
 
     /// Queues `bytes` under `lease` with its answer discarded, without

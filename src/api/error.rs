@@ -58,6 +58,10 @@ pub enum PgError {
     /// COMMIT found the transaction already failed (the server rolled it
     /// back instead).
     Transaction(String),
+    /// A notification subscriber fell behind: this many notifications were
+    /// dropped for it (and only for it) at this point; the ones after
+    /// follow.
+    Lagged(u64),
     /// A retry policy gave up: `last` is the error of the final attempt.
     RetriesExhausted {
         /// How many times the work was tried.
@@ -106,6 +110,10 @@ impl fmt::Display for PgError {
             PgError::Closed(m) => write!(f, "connection closed: {m}"),
             PgError::Timeout(m) => write!(f, "timed out: {m}"),
             PgError::Transaction(m) => write!(f, "transaction error: {m}"),
+            PgError::Lagged(n) => write!(
+                f,
+                "{n} notifications were dropped because this subscriber fell behind"
+            ),
             PgError::RetriesExhausted { attempts, last } => {
                 write!(
                     f,

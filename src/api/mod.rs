@@ -8,6 +8,7 @@ pub(crate) mod copy_rows;
 pub(crate) mod cursor;
 pub(crate) mod error;
 pub(crate) mod generic;
+pub(crate) mod notify;
 pub(crate) mod pgpass;
 pub(crate) mod pipeline;
 pub(crate) mod response;
