@@ -102,6 +102,15 @@ impl Queue {
     }
 }
 
+/// What the handles and the dispatcher share: the registry, and the
+/// connection's own subscriber (for `listen` and `wait_for_notification`,
+/// made on first use).
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    pub(crate) registry: Mutex<Registry>,
+    pub(crate) own: std::sync::OnceLock<(u64, Arc<Queue>)>,
+}
+
 /// Who listens to which channel.
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -194,14 +203,11 @@ impl Registry {
 
 /// Runs until the connection actor drops its end of `inbox` (the
 /// connection ended), then closes every subscriber's queue.
-pub(crate) async fn run(
-    mut inbox: UnboundedReceiver<Notification>,
-    registry: Arc<Mutex<Registry>>,
-) {
+pub(crate) async fn run(mut inbox: UnboundedReceiver<Notification>, subscribers: Arc<Subscribers>) {
     while let Some(notification) = inbox.next().await {
-        lock(&registry).deliver(notification);
+        lock(&subscribers.registry).deliver(notification);
     }
-    lock(&registry).close();
+    lock(&subscribers.registry).close();
 }
 
 #[cfg(test)]

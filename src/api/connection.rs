@@ -15,7 +15,7 @@ use crate::actors::cancel::{CancelService, CancelTarget};
 use crate::actors::connection::{
     Command, ConnectionActor, Ends, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND,
 };
-use crate::actors::dispatcher::{self, Queue, Registry};
+use crate::actors::dispatcher::{self, Subscribers};
 use crate::actors::handshake::handshake;
 use crate::actors::mailbox::{mailbox, MailboxSender};
 use crate::actors::reply::reply_channel;
@@ -58,10 +58,7 @@ struct Inner {
     mailbox: MailboxSender<Command>,
     shared: Arc<Shared>,
     /// Who listens to which channel (shared with the dispatcher).
-    registry: Arc<std::sync::Mutex<Registry>>,
-    /// The connection's own subscriber, for `listen` and
-    /// `wait_for_notification`.
-    listener: std::sync::OnceLock<(u64, Arc<Queue>)>,
+    subscribers: Arc<Subscribers>,
     backend_key: Option<(i32, i32)>,
     statements: StatementMemo,
     cancel: CancelToken,
@@ -214,7 +211,7 @@ impl Connection {
         }
         let (tx, rx) = mailbox(MAILBOX_BOUND);
         let (notify_tx, notify_rx) = futures_channel::mpsc::unbounded();
-        let registry = Arc::new(std::sync::Mutex::new(Registry::default()));
+        let subscribers = Arc::new(Subscribers::default());
         let actor = ConnectionActor::new(
             stream,
             frames,
@@ -242,8 +239,7 @@ impl Connection {
             inner: Arc::new(Inner {
                 mailbox: tx,
                 shared,
-                registry: registry.clone(),
-                listener: std::sync::OnceLock::new(),
+                subscribers: subscribers.clone(),
                 backend_key: info.backend_key,
                 statements: StatementMemo::new(config.statement_cache_size),
                 cancel: CancelToken {
@@ -257,7 +253,7 @@ impl Connection {
         // The dispatcher runs beside the connection actor, in the same task
         // (so `connect_with_transport` still hands over a single future), and
         // ends after it.
-        let task = futures_util::future::join(actor.run(), dispatcher::run(notify_rx, registry));
+        let task = futures_util::future::join(actor.run(), dispatcher::run(notify_rx, subscribers));
         Ok((
             conn,
             Box::pin(async move {
@@ -403,15 +399,9 @@ impl Connection {
         Ok(Responses::new(rx, self.shared().clone(), Ends::SYNC))
     }
 
-    /// The registry of notification subscribers, and the connection's own
-    /// subscriber.
-    pub(crate) fn notify_state(
-        &self,
-    ) -> (
-        &Arc<std::sync::Mutex<Registry>>,
-        &std::sync::OnceLock<(u64, Arc<Queue>)>,
-    ) {
-        (&self.inner.registry, &self.inner.listener)
+    /// The notification subscribers' registry, and the connection's own.
+    pub(crate) fn subscribers(&self) -> &Subscribers {
+        &self.inner.subscribers
     }
 
     /// Queues `bytes` under `lease` with its answer discarded, without

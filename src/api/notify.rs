@@ -83,8 +83,7 @@ impl futures_core::Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let (registry, _) = self.conn.notify_state();
-        let mut registry = lock(registry);
+        let mut registry = lock(&self.conn.subscribers().registry);
         for channel in registry.remove_subscriber(self.id) {
             // Queued under the registry lock, so a LISTEN by a subscriber
             // that comes next is queued after it.
@@ -130,9 +129,8 @@ impl Connection {
     /// ```
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription, PgError> {
         let channel = server_channel_name(channel);
-        let (registry, _) = self.notify_state();
         let (subscription, listen) = {
-            let mut registry = lock(registry);
+            let mut registry = lock(&self.subscribers().registry);
             let (id, queue) = registry.new_subscriber();
             let listen = if registry.add_channel(id, &channel) {
                 match send_listen(self, "LISTEN", &channel) {
@@ -162,9 +160,10 @@ impl Connection {
 
     /// The connection's own subscriber, made on first use.
     fn listener(&self) -> (u64, Arc<Queue>) {
-        let (registry, listener) = self.notify_state();
-        listener
-            .get_or_init(|| lock(registry).new_subscriber())
+        let subscribers = self.subscribers();
+        subscribers
+            .own
+            .get_or_init(|| lock(&subscribers.registry).new_subscriber())
             .clone()
     }
 
@@ -175,7 +174,7 @@ impl Connection {
     pub async fn listen(&self, channel: &str) -> Result<(), PgError> {
         let channel = server_channel_name(channel);
         let (id, _) = self.listener();
-        let (registry, _) = self.notify_state();
+        let registry = &self.subscribers().registry;
         let listen = {
             let mut registry = lock(registry);
             if !registry.add_channel(id, &channel) {
@@ -204,9 +203,8 @@ impl Connection {
     pub async fn unlisten(&self, channel: &str) -> Result<(), PgError> {
         let channel = server_channel_name(channel);
         let (id, _) = self.listener();
-        let (registry, _) = self.notify_state();
         let unlisten = {
-            let mut registry = lock(registry);
+            let mut registry = lock(&self.subscribers().registry);
             if !registry.remove_channel(id, &channel) {
                 return Ok(());
             }
@@ -270,7 +268,6 @@ impl Connection {
     /// The channels someone on this connection listens to (session state a
     /// reconnection would restore), sorted.
     pub fn listened_channels(&self) -> Vec<String> {
-        let (registry, _) = self.notify_state();
-        lock(registry).channels()
+        lock(&self.subscribers().registry).channels()
     }
 }
