@@ -1,6 +1,6 @@
 //! The demo `scripts/demo.sh` runs natively and under wasmtime: connect,
-//! create and fill a table, read it back, then pipeline lookups from clones
-//! of one connection.
+//! create and fill a table, read it back, pipeline lookups from clones of
+//! one connection, then deliver notifications to two subscribers.
 //!
 //! ```text
 //! DATABASE_URL='postgresql://user:pass@127.0.0.1/db?sslmode=disable' \
@@ -47,6 +47,19 @@ async fn demo() -> Result<(), PgError> {
         }
     });
     println!("pipelined: {}", try_join_all(lookups).await?.join(", "));
+
+    // Two subscribers share the connection's notifications: each gets all.
+    let mut audit = conn.subscribe("user_events").await?;
+    let mut mailer = conn.subscribe("user_events").await?;
+    conn.notify("user_events", "Ada signed in").await?;
+    conn.notify("user_events", "Grace signed out").await?;
+    for (name, subscriber) in [("audit", &mut audit), ("mailer", &mut mailer)] {
+        for _ in 0..2 {
+            if let Some(n) = subscriber.next().await? {
+                println!("{name} got {} on {}", n.payload, n.channel);
+            }
+        }
+    }
 
     conn.close().await
 }
