@@ -7,6 +7,8 @@
 # pipelines of IN_FLIGHT statements; tokio-postgres: as pipeline), fetch_many,
 # insert_batch (sequential INSERTs), insert_pipeline (ours: all INSERTs in one
 # atomic pipeline; tokio-postgres: IN_FLIGHT concurrent executes in flight),
+# copy_in_binary and copy_in_csv (rows into a temp table with COPY FROM STDIN,
+# binary and CSV), copy_out (rows read back with a binary COPY TO STDOUT),
 # cache.
 #
 # Every cell (client, runtime, workload) runs in its own process. Rounds
@@ -19,7 +21,8 @@
 #   BENCH_SCALE    divides every N, for a quick smoke run (default 1)
 #   BENCH_WORKLOADS  workloads to run, space- or comma-separated, in table
 #                  order (default all: latency pipeline pipeline_batch fetch_many
-#                  insert_batch insert_pipeline cache)
+#                  insert_batch insert_pipeline copy_in_binary copy_in_csv copy_out
+#                  cache)
 #   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
 #   CARGO_TARGET_DIR  where the bench is built (default bench/target)
 #
@@ -44,8 +47,10 @@ for v in ROUNDS SCALE CELL_TIMEOUT; do
 done
 
 declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [pipeline_batch]=100000 [fetch_many]=1000000
-    [insert_batch]=10000 [insert_pipeline]=10000 [cache]=20000)
-ALL_WORKLOADS=(latency pipeline pipeline_batch fetch_many insert_batch insert_pipeline cache)
+    [insert_batch]=10000 [insert_pipeline]=10000 [copy_in_binary]=1000000 [copy_in_csv]=1000000
+    [copy_out]=1000000 [cache]=20000)
+ALL_WORKLOADS=(latency pipeline pipeline_batch fetch_many insert_batch insert_pipeline
+    copy_in_binary copy_in_csv copy_out cache)
 selected="${BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 read -r -a WORKLOADS <<<"${selected//,/ }"
 ((${#WORKLOADS[@]} > 0)) || die "BENCH_WORKLOADS selects no workload"
@@ -191,6 +196,9 @@ declare -A WORKLOAD_NOTE=(
     [fetch_many]="rows streamed from one query (int4 + md5 text per row; ops/s = rows/s)"
     [insert_batch]="sequential single-row parameterized INSERTs into a fresh temp table"
     [insert_pipeline]="single-row parameterized INSERTs into a fresh temp table, pipelined: ours all in one atomic pipeline, tokio-postgres $IN_FLIGHT concurrent executes in flight"
+    [copy_in_binary]="rows (int4 + text) into a fresh temp table with one COPY FROM STDIN (FORMAT binary), each client's binary COPY writer (ops/s = rows/s)"
+    [copy_in_csv]="the same rows with one COPY FROM STDIN (FORMAT csv), ours through CsvCopyInWriter, tokio-postgres CSV formatted by the bench into 64 KiB chunks"
+    [copy_out]="rows (int4 + text, filled and indexed untimed) read back in id order with one COPY TO STDOUT (FORMAT binary), each client's binary COPY reader"
     [cache]="sequential executions cycling over 20 distinct statements by SQL text (tokio-postgres prepares each time; ours-nocache: statement_cache_size(0), unnamed statements)"
 )
 notes=()

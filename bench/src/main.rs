@@ -25,6 +25,18 @@
 //! - insert_pipeline: the same N INSERTs (and check), pipelined without COPY.
 //!   Ours: one atomic pipeline of all N. tokio-postgres: up to K `execute`
 //!   futures of the prepared INSERT in flight on one connection.
+//! - copy_in_binary: N rows `(id int4, name text)`, name `row name {id}`,
+//!   into a fresh temporary table with `COPY … FROM STDIN (FORMAT binary)`
+//!   through each client's binary COPY writer; the rows copied and
+//!   `count(*)` checked; ops are rows.
+//! - copy_in_csv: the same rows with `COPY … FROM STDIN (FORMAT csv)`. Ours:
+//!   `CsvCopyInWriter` (which checks every field for quoting). tokio-postgres
+//!   has no CSV writer: the CSV is formatted here (the names need no quoting)
+//!   into ~64 KiB `Bytes` chunks sent to its `CopyInSink`.
+//! - copy_out: N such rows, put in a temporary table (and indexed) before
+//!   the timed run, read back with `COPY (SELECT … ORDER BY id) TO STDOUT
+//!   (FORMAT binary)` through each client's binary COPY reader, every id
+//!   and name checked; ops are rows.
 //! - cache: N sequential executions cycling through 20 distinct statements
 //!   `SELECT $1::int4 + k`, by SQL text. Ours uses its statement cache;
 //!   tokio-postgres has none, so `query_one(text)` prepares every time.
@@ -34,7 +46,12 @@ use std::future::Future;
 use std::ops::Range;
 use std::time::Instant;
 
+#[cfg(not(target_arch = "wasm32"))]
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+#[cfg(not(target_arch = "wasm32"))]
+use futures_util::SinkExt;
+use wasi_pg_client::types::Type;
 use wasi_pg_client::PipelineMode;
 
 type BoxError = Box<dyn Error>;
@@ -42,7 +59,14 @@ type BoxError = Box<dyn Error>;
 const ECHO_SQL: &str = "SELECT $1::int4";
 const CREATE_SQL: &str = "CREATE TEMP TABLE bench_insert (id int4, name text)";
 const INSERT_SQL: &str = "INSERT INTO bench_insert (id, name) VALUES ($1, $2)";
-const COUNT_SQL: &str = "SELECT count(*) FROM bench_insert";
+const CREATE_COPY_SQL: &str = "CREATE TEMP TABLE bench_copy (id int4, name text)";
+const COPY_IN_BINARY_SQL: &str = "COPY bench_copy (id, name) FROM STDIN (FORMAT binary)";
+const COPY_IN_CSV_SQL: &str = "COPY bench_copy (id, name) FROM STDIN (FORMAT csv)";
+/// The `name` of row `id` in `bench_copy` is this followed by `id`.
+const COPY_NAME_PREFIX: &str = "row name ";
+/// CSV gathered before tokio-postgres's copy_in_csv sends it.
+#[cfg(not(target_arch = "wasm32"))]
+const CSV_CHUNK: usize = 64 * 1024;
 /// The `name` of every inserted row.
 const INSERT_NAME: &str = "bench row name";
 /// Distinct statements of the cache workload.
@@ -77,16 +101,22 @@ enum Workload {
     FetchMany,
     InsertBatch,
     InsertPipeline,
+    CopyInBinary,
+    CopyInCsv,
+    CopyOut,
     Cache,
 }
 
-const WORKLOADS: [Workload; 7] = [
+const WORKLOADS: [Workload; 10] = [
     Workload::Latency,
     Workload::Pipeline,
     Workload::PipelineBatch,
     Workload::FetchMany,
     Workload::InsertBatch,
     Workload::InsertPipeline,
+    Workload::CopyInBinary,
+    Workload::CopyInCsv,
+    Workload::CopyOut,
     Workload::Cache,
 ];
 
@@ -131,6 +161,9 @@ impl Workload {
             Workload::FetchMany => "fetch_many",
             Workload::InsertBatch => "insert_batch",
             Workload::InsertPipeline => "insert_pipeline",
+            Workload::CopyInBinary => "copy_in_binary",
+            Workload::CopyInCsv => "copy_in_csv",
+            Workload::CopyOut => "copy_out",
             Workload::Cache => "cache",
         }
     }
@@ -143,13 +176,26 @@ impl Workload {
             Workload::FetchMany => 1_000_000,
             Workload::InsertBatch => 10_000,
             Workload::InsertPipeline => 10_000,
+            Workload::CopyInBinary => 1_000_000,
+            Workload::CopyInCsv => 1_000_000,
+            Workload::CopyOut => 1_000_000,
             Workload::Cache => 20_000,
         }
     }
 
-    /// Whether it fills `bench_insert` (created first, its count checked).
-    fn inserts(self) -> bool {
-        matches!(self, Workload::InsertBatch | Workload::InsertPipeline)
+    /// The fresh temporary table it uses, if any: created first (copy_out's
+    /// filled then too), its `count(*)` checked after the timed run.
+    fn table(self) -> Option<&'static str> {
+        match self {
+            Workload::InsertBatch | Workload::InsertPipeline => Some("bench_insert"),
+            Workload::CopyInBinary | Workload::CopyInCsv | Workload::CopyOut => Some("bench_copy"),
+            _ => None,
+        }
+    }
+
+    /// Whether it fills its table, so the warm-up's rows are deleted.
+    fn fills_table(self) -> bool {
+        self.table().is_some() && self != Workload::CopyOut
     }
 }
 
@@ -227,6 +273,16 @@ trait Db {
     async fn scalar_i64(&self, sql: &str) -> Result<i64, BoxError>;
     /// Streams the rows of `sql` (int4, text) through `each`.
     async fn fetch<F>(&self, sql: &str, each: F) -> Result<(), BoxError>
+    where
+        F: FnMut(i32, &str) -> Result<(), BoxError>;
+    /// `COPY_IN_BINARY_SQL` with a row `(id, row_name(id))` per id, through
+    /// the client's binary COPY writer; returns the rows copied.
+    async fn copy_in_binary(&self, ids: Range<i32>) -> Result<u64, BoxError>;
+    /// `COPY_IN_CSV_SQL` with the same rows as CSV; returns the rows copied.
+    async fn copy_in_csv(&self, ids: Range<i32>) -> Result<u64, BoxError>;
+    /// Streams the rows of `sql`, a binary `COPY … TO STDOUT` of (int4,
+    /// text), through the client's binary COPY reader and `each`.
+    async fn copy_out<F>(&self, sql: &str, each: F) -> Result<(), BoxError>
     where
         F: FnMut(i32, &str) -> Result<(), BoxError>;
 }
@@ -314,6 +370,41 @@ impl Db for Ours {
         }
         Ok(())
     }
+
+    async fn copy_in_binary(&self, ids: Range<i32>) -> Result<u64, BoxError> {
+        let copy = self.0.copy_in(COPY_IN_BINARY_SQL).await?;
+        let mut writer = wasi_pg_client::BinaryCopyInWriter::new(copy, &[Type::INT4, Type::TEXT]);
+        let mut buf = String::new();
+        for id in ids {
+            let name = row_name(&mut buf, id);
+            writer.write(&[&id, &name]).await?;
+        }
+        Ok(writer.finish().await?)
+    }
+
+    async fn copy_in_csv(&self, ids: Range<i32>) -> Result<u64, BoxError> {
+        let copy = self.0.copy_in(COPY_IN_CSV_SQL).await?;
+        let mut writer = wasi_pg_client::CsvCopyInWriter::new(copy);
+        let (mut id_text, mut buf) = (itoa::Buffer::new(), String::new());
+        for id in ids {
+            writer
+                .write(&[id_text.format(id), row_name(&mut buf, id)])
+                .await?;
+        }
+        Ok(writer.finish().await?)
+    }
+
+    async fn copy_out<F>(&self, sql: &str, mut each: F) -> Result<(), BoxError>
+    where
+        F: FnMut(i32, &str) -> Result<(), BoxError>,
+    {
+        let out = self.0.copy_out(sql).await?;
+        let mut reader = wasi_pg_client::BinaryCopyOutReader::new(out, &[Type::INT4, Type::TEXT]);
+        while let Some(row) = reader.next().await? {
+            each(row.get::<_, i32>(0)?, row.get::<_, &str>(1)?)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -393,6 +484,54 @@ impl Db for TokioPg {
         }
         Ok(())
     }
+
+    async fn copy_in_binary(&self, ids: Range<i32>) -> Result<u64, BoxError> {
+        use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type};
+        let sink = self.client.copy_in(COPY_IN_BINARY_SQL).await?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::INT4, Type::TEXT]);
+        let mut writer = std::pin::pin!(writer);
+        let mut buf = String::new();
+        for id in ids {
+            let name = row_name(&mut buf, id);
+            writer.as_mut().write(&[&id, &name]).await?;
+        }
+        Ok(writer.finish().await?)
+    }
+
+    async fn copy_in_csv(&self, ids: Range<i32>) -> Result<u64, BoxError> {
+        let sink: tokio_postgres::CopyInSink<Bytes> = self.client.copy_in(COPY_IN_CSV_SQL).await?;
+        let mut sink = std::pin::pin!(sink);
+        let mut chunk = BytesMut::with_capacity(CSV_CHUNK + 1024);
+        let (mut id_text, mut buf) = (itoa::Buffer::new(), String::new());
+        for id in ids {
+            // Neither field has a comma, quote or line break to quote.
+            chunk.extend_from_slice(id_text.format(id).as_bytes());
+            chunk.extend_from_slice(b",");
+            chunk.extend_from_slice(row_name(&mut buf, id).as_bytes());
+            chunk.extend_from_slice(b"\n");
+            if chunk.len() >= CSV_CHUNK {
+                sink.send(chunk.split().freeze()).await?;
+            }
+        }
+        if !chunk.is_empty() {
+            sink.send(chunk.split().freeze()).await?;
+        }
+        Ok(sink.as_mut().finish().await?)
+    }
+
+    async fn copy_out<F>(&self, sql: &str, mut each: F) -> Result<(), BoxError>
+    where
+        F: FnMut(i32, &str) -> Result<(), BoxError>,
+    {
+        use tokio_postgres::{binary_copy::BinaryCopyOutStream, types::Type};
+        let out = self.client.copy_out(sql).await?;
+        let rows = BinaryCopyOutStream::new(out, &[Type::INT4, Type::TEXT]);
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.try_next().await? {
+            each(row.try_get::<i32>(0)?, row.try_get::<&str>(1)?)?;
+        }
+        Ok(())
+    }
 }
 
 fn check<T: PartialEq + std::fmt::Display>(what: &str, want: T, got: T) -> Result<(), BoxError> {
@@ -428,13 +567,22 @@ where
         .await
 }
 
+/// The `name` of row `id` in `bench_copy`, `row name {id}`, in `buf`.
+fn row_name(buf: &mut String, id: i32) -> &str {
+    buf.clear();
+    buf.push_str(COPY_NAME_PREFIX);
+    buf.push_str(itoa::Buffer::new().format(id));
+    buf
+}
+
 fn cache_sql() -> Vec<String> {
     (0..CACHE_STATEMENTS)
         .map(|k| format!("SELECT $1::int4 + {k}"))
         .collect()
 }
 
-/// Runs `values.len()` operations of `workload` (rows, for fetch_many).
+/// Runs `values.len()` operations of `workload` (rows, for fetch_many and
+/// the COPY workloads).
 async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<(), BoxError> {
     match args.workload {
         Workload::Latency => {
@@ -468,6 +616,31 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
             }
         }
         Workload::InsertPipeline => db.insert_many(values, INSERT_NAME, args.in_flight).await?,
+        Workload::CopyInBinary => {
+            let n = u64::try_from(values.len())?;
+            check("rows copied", n, db.copy_in_binary(values).await?)?;
+        }
+        Workload::CopyInCsv => {
+            let n = u64::try_from(values.len())?;
+            check("rows copied", n, db.copy_in_csv(values).await?)?;
+        }
+        Workload::CopyOut => {
+            // bench_copy holds ids 1..=N (at least as many as asked for).
+            let n = values.len();
+            let sql = format!(
+                "COPY (SELECT id, name FROM bench_copy ORDER BY id LIMIT {n}) \
+                 TO STDOUT (FORMAT binary)"
+            );
+            let (mut last, mut want) = (0i32, String::new());
+            db.copy_out(&sql, |id, name| {
+                check("id", last + 1, id)?;
+                check("name", row_name(&mut want, id), name)?;
+                last = id;
+                Ok(())
+            })
+            .await?;
+            check("rows", i32::try_from(n)?, last)?;
+        }
         Workload::Cache => {
             let sql = cache_sql();
             for i in values {
@@ -482,21 +655,42 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
 /// Sets up, warms up, then returns the seconds the timed run took (and
 /// checks what the timed run left behind).
 async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<f64, BoxError> {
-    if args.workload.inserts() {
-        db.create_insert_table().await?;
+    let table = args.workload.table();
+    match args.workload {
+        Workload::InsertBatch | Workload::InsertPipeline => db.create_insert_table().await?,
+        Workload::CopyInBinary | Workload::CopyInCsv | Workload::CopyOut => {
+            db.batch(CREATE_COPY_SQL).await?
+        }
+        _ => {}
+    }
+    if args.workload == Workload::CopyOut {
+        // In id order, indexed, so the ORDER BY costs the server no sort.
+        db.batch(&format!(
+            "INSERT INTO bench_copy SELECT g, '{COPY_NAME_PREFIX}' || g \
+             FROM generate_series(1, {}) g; \
+             CREATE INDEX ON bench_copy (id); ANALYZE bench_copy",
+            args.n.max(WARM_UP)
+        ))
+        .await?;
     }
     run_workload(db, args, 0..WARM_UP).await?;
-    if args.workload.inserts() {
-        db.batch("DELETE FROM bench_insert").await?;
+    if let (Some(table), true) = (table, args.workload.fills_table()) {
+        db.batch(&format!("DELETE FROM {table}")).await?;
     }
     let start = Instant::now();
     run_workload(db, args, 0..args.n).await?;
     let secs = start.elapsed().as_secs_f64();
-    if args.workload.inserts() {
+    if let Some(table) = table {
+        let rows = if args.workload.fills_table() {
+            args.n
+        } else {
+            args.n.max(WARM_UP)
+        };
         check(
             "count(*)",
-            i64::from(args.n),
-            db.scalar_i64(COUNT_SQL).await?,
+            i64::from(rows),
+            db.scalar_i64(&format!("SELECT count(*) FROM {table}"))
+                .await?,
         )?;
     }
     Ok(secs)
