@@ -9,6 +9,7 @@
 # atomic pipeline; tokio-postgres: IN_FLIGHT concurrent executes in flight),
 # copy_in_binary and copy_in_csv (rows into a temp table with COPY FROM STDIN,
 # binary and CSV), copy_out (rows read back with a binary COPY TO STDOUT),
+# notify_1 and notify_100 (notifications fanned out to 1 or 100 subscribers),
 # cache.
 #
 # Every cell (client, runtime, workload) runs in its own process. Rounds
@@ -22,7 +23,7 @@
 #   BENCH_WORKLOADS  workloads to run, space- or comma-separated, in table
 #                  order (default all: latency pipeline pipeline_batch fetch_many
 #                  insert_batch insert_pipeline copy_in_binary copy_in_csv copy_out
-#                  cache)
+#                  notify_1 notify_100 cache)
 #   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
 #   CARGO_TARGET_DIR  where the bench is built (default bench/target)
 #
@@ -48,9 +49,9 @@ done
 
 declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [pipeline_batch]=100000 [fetch_many]=1000000
     [insert_batch]=10000 [insert_pipeline]=10000 [copy_in_binary]=1000000 [copy_in_csv]=1000000
-    [copy_out]=1000000 [cache]=20000)
+    [copy_out]=1000000 [notify_1]=100000 [notify_100]=100000 [cache]=20000)
 ALL_WORKLOADS=(latency pipeline pipeline_batch fetch_many insert_batch insert_pipeline
-    copy_in_binary copy_in_csv copy_out cache)
+    copy_in_binary copy_in_csv copy_out notify_1 notify_100 cache)
 selected="${BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 read -r -a WORKLOADS <<<"${selected//,/ }"
 ((${#WORKLOADS[@]} > 0)) || die "BENCH_WORKLOADS selects no workload"
@@ -133,7 +134,10 @@ run_cell() {
 # cells WORKLOAD: the "client runtime" pairs it runs, in table order. The cache
 # workload also runs our client without its statement cache.
 cells() {
-    if [[ "$1" == cache ]]; then
+    if [[ "$1" == notify_* ]]; then
+        # tokio-postgres has no subscribers to fan out to.
+        printf '%s\n' "ours current" "ours multi" "ours wasm"
+    elif [[ "$1" == cache ]]; then
         printf '%s\n' "ours current" "ours-nocache current" "ours multi" "ours-nocache multi" \
             "tokio-postgres current" "tokio-postgres multi" "ours wasm" "ours-nocache wasm"
     else
@@ -199,6 +203,8 @@ declare -A WORKLOAD_NOTE=(
     [copy_in_binary]="rows (int4 + text) into a fresh temp table with one COPY FROM STDIN (FORMAT binary), each client's binary COPY writer (ops/s = rows/s)"
     [copy_in_csv]="the same rows with one COPY FROM STDIN (FORMAT csv), ours through CsvCopyInWriter, tokio-postgres CSV formatted by the bench into 64 KiB chunks"
     [copy_out]="rows (int4 + text, filled and indexed untimed) read back in id order with one COPY TO STDOUT (FORMAT binary), each client's binary COPY reader"
+    [notify_1]="notifications sent on one channel by the connection that listens, $IN_FLIGHT per pg_notify statement, each checked by 1 subscriber (ours only: tokio-postgres has no subscribers)"
+    [notify_100]="the same notifications, each delivered to 100 subscribers on that connection (ops/s = notifications sent; deliveries are 100 times that)"
     [cache]="sequential executions cycling over 20 distinct statements by SQL text (tokio-postgres prepares each time; ours-nocache: statement_cache_size(0), unnamed statements)"
 )
 notes=()

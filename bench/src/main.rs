@@ -37,6 +37,12 @@
 //!   the timed run, read back with `COPY (SELECT … ORDER BY id) TO STDOUT
 //!   (FORMAT binary)` through each client's binary COPY reader, every id
 //!   and name checked; ops are rows.
+//! - notify_1, notify_100: N notifications (payload = the number) on one
+//!   channel, sent by the same connection in batches of K with `pg_notify`
+//!   (one statement per batch), each delivered to 1 or 100 subscribers on
+//!   that connection, every payload checked in order; ops are notifications
+//!   sent. Ours only: tokio-postgres has no subscribers (its connection
+//!   yields notifications to one consumer).
 //! - cache: N sequential executions cycling through 20 distinct statements
 //!   `SELECT $1::int4 + k`, by SQL text. Ours uses its statement cache;
 //!   tokio-postgres has none, so `query_one(text)` prepares every time.
@@ -69,6 +75,10 @@ const COPY_NAME_PREFIX: &str = "row name ";
 const CSV_CHUNK: usize = 64 * 1024;
 /// The `name` of every inserted row.
 const INSERT_NAME: &str = "bench row name";
+/// The notify workloads' channel, and their batch of notifications.
+const NOTIFY_CHANNEL: &str = "bench_notify";
+const NOTIFY_SQL: &str =
+    "SELECT count(pg_notify($1, g::text)) FROM generate_series($2::int4, $3::int4) g";
 /// Distinct statements of the cache workload.
 const CACHE_STATEMENTS: i32 = 20;
 /// Untimed operations first, so connection setup, statement preparation and
@@ -104,10 +114,12 @@ enum Workload {
     CopyInBinary,
     CopyInCsv,
     CopyOut,
+    Notify1,
+    Notify100,
     Cache,
 }
 
-const WORKLOADS: [Workload; 10] = [
+const WORKLOADS: [Workload; 12] = [
     Workload::Latency,
     Workload::Pipeline,
     Workload::PipelineBatch,
@@ -117,6 +129,8 @@ const WORKLOADS: [Workload; 10] = [
     Workload::CopyInBinary,
     Workload::CopyInCsv,
     Workload::CopyOut,
+    Workload::Notify1,
+    Workload::Notify100,
     Workload::Cache,
 ];
 
@@ -164,6 +178,8 @@ impl Workload {
             Workload::CopyInBinary => "copy_in_binary",
             Workload::CopyInCsv => "copy_in_csv",
             Workload::CopyOut => "copy_out",
+            Workload::Notify1 => "notify_1",
+            Workload::Notify100 => "notify_100",
             Workload::Cache => "cache",
         }
     }
@@ -179,6 +195,8 @@ impl Workload {
             Workload::CopyInBinary => 1_000_000,
             Workload::CopyInCsv => 1_000_000,
             Workload::CopyOut => 1_000_000,
+            Workload::Notify1 => 100_000,
+            Workload::Notify100 => 100_000,
             Workload::Cache => 20_000,
         }
     }
@@ -252,6 +270,14 @@ trait Db {
     /// `SELECT $1::int4` for every value, each answer checked; the client's
     /// fastest way to send many, `batch` at a time.
     async fn echo_batch(&self, values: Range<i32>, batch: usize) -> Result<(), BoxError>;
+    /// Notifies every value on one channel, `batch` per statement, and
+    /// checks that each of `subscribers` receives all of them in order.
+    async fn notify_fanout(
+        &self,
+        subscribers: usize,
+        values: Range<i32>,
+        batch: usize,
+    ) -> Result<(), BoxError>;
     /// `sql` (one int4 parameter, one int4 row) by SQL text.
     async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError>;
     /// Runs `sql` (no parameters, no rows wanted).
@@ -294,6 +320,40 @@ impl Db for Ours {
         // By SQL text on purpose: the connection's statement cache is part of
         // what is measured.
         self.query_text(ECHO_SQL, i).await
+    }
+
+    async fn notify_fanout(
+        &self,
+        subscribers: usize,
+        values: Range<i32>,
+        batch: usize,
+    ) -> Result<(), BoxError> {
+        let mut subscriptions = Vec::with_capacity(subscribers);
+        for _ in 0..subscribers {
+            subscriptions.push(self.0.subscribe(NOTIFY_CHANNEL).await?);
+        }
+        // A batch at a time, received by all before the next is sent: each
+        // subscriber's queue (1024) never overflows.
+        for chunk in chunks(values, batch) {
+            let (first, last) = (chunk.start, chunk.end - 1);
+            let params: [&(dyn wasi_pg_client::ToSql + Sync); 3] = [&NOTIFY_CHANNEL, &first, &last];
+            let send = self.0.query_params(NOTIFY_SQL, &params);
+            let receive =
+                futures_util::future::try_join_all(subscriptions.iter_mut().map(|subscription| {
+                    let chunk = chunk.clone();
+                    async move {
+                        for i in chunk {
+                            let n = subscription.next().await?.ok_or("subscription ended")?;
+                            check("payload", i.to_string(), n.payload)?;
+                        }
+                        Ok::<(), BoxError>(())
+                    }
+                }));
+            let (sent, received) = futures_util::future::join(send, receive).await;
+            sent?;
+            received?;
+        }
+        Ok(())
     }
 
     async fn echo_batch(&self, values: Range<i32>, batch: usize) -> Result<(), BoxError> {
@@ -420,6 +480,15 @@ impl Db for TokioPg {
     async fn echo(&self, i: i32) -> Result<i32, BoxError> {
         let row = self.client.query_one(&self.echo, &[&i]).await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn notify_fanout(
+        &self,
+        _subscribers: usize,
+        _values: Range<i32>,
+        _batch: usize,
+    ) -> Result<(), BoxError> {
+        Err("tokio-postgres has no notification subscribers".into())
     }
 
     async fn echo_batch(&self, values: Range<i32>, batch: usize) -> Result<(), BoxError> {
@@ -597,6 +666,8 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
             .await?;
         }
         Workload::PipelineBatch => db.echo_batch(values, args.in_flight).await?,
+        Workload::Notify1 => db.notify_fanout(1, values, args.in_flight).await?,
+        Workload::Notify100 => db.notify_fanout(100, values, args.in_flight).await?,
         Workload::FetchMany => {
             let n = values.len();
             let sql = format!("SELECT g, md5(g::text) FROM generate_series(1, {n}) g");
@@ -753,7 +824,10 @@ fn block_on<F: Future>(_runtime: Runtime, fut: F) -> Result<F::Output, BoxError>
 /// The most requests the workload had unanswered at once (for the report).
 fn in_flight(args: &Args) -> usize {
     match (args.workload, args.client) {
-        (Workload::Pipeline | Workload::PipelineBatch, _) => args.in_flight,
+        (
+            Workload::Pipeline | Workload::PipelineBatch | Workload::Notify1 | Workload::Notify100,
+            _,
+        ) => args.in_flight,
         // Ours sends the whole run as one pipeline.
         (Workload::InsertPipeline, Client::Ours | Client::OursNoCache) => {
             usize::try_from(args.n).unwrap_or(usize::MAX)
