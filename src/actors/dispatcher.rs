@@ -204,10 +204,37 @@ impl Registry {
 /// Runs until the connection actor drops its end of `inbox` (the
 /// connection ended), then closes every subscriber's queue.
 pub(crate) async fn run(mut inbox: UnboundedReceiver<Notification>, subscribers: Arc<Subscribers>) {
+    let mut since_yield = 0;
     while let Some(notification) = inbox.next().await {
         lock(&subscribers.registry).deliver(notification);
+        // One socket read can bring more notifications than a queue holds.
+        // Let the subscribers that were just woken run now and then, or on
+        // a single-threaded executor (wasm's) they could only read after
+        // the whole burst, and would lag while reading as fast as they can.
+        since_yield += 1;
+        if since_yield == YIELD_EVERY {
+            since_yield = 0;
+            yield_now().await;
+        }
     }
     lock(&subscribers.registry).close();
+}
+
+/// Deliveries between two chances for subscribers to run.
+const YIELD_EVERY: usize = 64;
+
+/// Returns to the executor once, so other woken tasks run first.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]

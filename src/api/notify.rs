@@ -128,6 +128,7 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription, PgError> {
+        self.check_open()?;
         let channel = server_channel_name(channel);
         let (subscription, listen) = {
             let mut registry = lock(&self.subscribers().registry);
@@ -158,6 +159,15 @@ impl Connection {
         Ok(subscription)
     }
 
+    /// Fails once the connection is closed or broken, even when nothing
+    /// needs to be sent (the channel is already listened to).
+    fn check_open(&self) -> Result<(), PgError> {
+        if self.is_closed() {
+            return Err(self.shared().gone());
+        }
+        Ok(())
+    }
+
     /// The connection's own subscriber, made on first use.
     fn listener(&self) -> (u64, Arc<Queue>) {
         let subscribers = self.subscribers();
@@ -172,6 +182,7 @@ impl Connection {
     ///
     /// [`wait_for_notification`]: Connection::wait_for_notification
     pub async fn listen(&self, channel: &str) -> Result<(), PgError> {
+        self.check_open()?;
         let channel = server_channel_name(channel);
         let (id, _) = self.listener();
         let registry = &self.subscribers().registry;
