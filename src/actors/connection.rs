@@ -85,6 +85,10 @@ pub(crate) enum Command {
         /// It is the next step of a statement prepared with `reserve` (a
         /// cursor): it settles that reservation.
         reserved: bool,
+        /// Asked for by the holder of this lease (a COPY inside a
+        /// transaction): granted at once, on top of it, and until released
+        /// even the parent's own commands wait.
+        parent: Option<u64>,
     },
     /// A reservation will not be used (its caller gave up, or the prepare
     /// failed).
@@ -192,8 +196,9 @@ pub(crate) struct ConnectionActor<T> {
     in_flight: VecDeque<InFlight>,
     /// Complete answers whose callers have not taken everything yet.
     draining: Vec<Answer>,
-    /// The lease holding the connection, and what waits for it to end.
-    lease: Option<u64>,
+    /// The leases holding the connection, innermost last (a COPY inside a
+    /// transaction), and what waits for them to end.
+    leases: Vec<u64>,
     next_lease: u64,
     held: VecDeque<Command>,
     /// Prepares made with `reserve` whose execution has not arrived yet.
@@ -228,7 +233,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             outgoing: BytesMut::new(),
             in_flight: VecDeque::new(),
             draining: Vec::new(),
-            lease: None,
+            leases: Vec::new(),
             next_lease: 0,
             held: VecDeque::new(),
             reservations: 0,
@@ -396,29 +401,37 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             } => (*lease, *reserved),
             Command::Prepare { lease, .. } => (*lease, false),
             Command::Release { lease } | Command::Data { lease, .. } => (Some(*lease), false),
-            Command::Lease { reserved, .. } => (None, *reserved),
+            Command::Lease {
+                reserved, parent, ..
+            } => (*parent, *reserved),
             // Held like the execution it stands for, so it never overtakes
             // the Prepare that made its reservation.
             Command::Unreserve => (None, true),
             Command::Close { .. } => (None, false),
         };
-        if belongs_to.is_some() && belongs_to != self.lease {
+        if belongs_to.is_some_and(|lease| !self.leases.contains(&lease)) {
             return true;
         }
-        match (self.lease, &self.pending_lease) {
+        match (self.holder(), &self.pending_lease) {
             (Some(lease), _) => belongs_to == Some(lease),
             (None, Some(_)) => redeems,
             (None, None) => true,
         }
     }
 
+    /// The innermost lease, whose commands alone may pass.
+    fn holder(&self) -> Option<u64> {
+        self.leases.last().copied()
+    }
+
     fn admit(&mut self, command: Command) {
         let belongs_to = match &command {
             Command::Request { lease, .. } | Command::Prepare { lease, .. } => *lease,
+            Command::Lease { parent, .. } => *parent,
             Command::Release { lease } | Command::Data { lease, .. } => Some(*lease),
             _ => None,
         };
-        if belongs_to.is_some() && belongs_to != self.lease {
+        if belongs_to.is_some() && belongs_to != self.holder() {
             // Its lease has ended (a committed transaction's clone, say): it
             // must not run outside the transaction it was written for.
             refuse(command, &ended_lease());
@@ -442,11 +455,15 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     pending: BytesMut::new(),
                 });
             }
-            Command::Lease { reply, reserved } => {
+            Command::Lease {
+                reply,
+                reserved,
+                parent,
+            } => {
                 if reserved {
                     self.redeem();
                 }
-                if self.reservations > 0 && !reserved {
+                if self.reservations > 0 && !reserved && parent.is_none() {
                     // Queries prepared before this was asked for go first.
                     self.pending_lease = Some(reply);
                 } else {
@@ -460,7 +477,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     let _ = taken.send(());
                 }
             }
-            Command::Release { .. } => self.lease = None,
+            Command::Release { .. } => {
+                self.leases.pop();
+            }
             Command::Prepare {
                 sql,
                 stale,
@@ -499,7 +518,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         let lease = self.next_lease;
         // A requester that gave up leaves nothing to hold.
         if reply.send(lease).is_ok() {
-            self.lease = Some(lease);
+            self.leases.push(lease);
         }
     }
 
@@ -513,7 +532,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     /// held command that may pass.
     fn admit_held(&mut self) {
         loop {
-            if self.lease.is_none() && self.reservations == 0 {
+            if self.leases.is_empty() && self.reservations == 0 {
                 if let Some(reply) = self.pending_lease.take() {
                     self.grant(reply);
                 }

@@ -337,7 +337,8 @@ impl Connection {
 
     /// Takes the connection's lease: until it is released, only requests
     /// made with it reach the socket; other handles' requests wait in
-    /// order.
+    /// order. Asked under a lease (a transaction's view), it is granted on
+    /// top of that one, which waits for it in turn.
     pub(crate) async fn lease(&self) -> Result<u64, PgError> {
         self.lease_settling(Reservation::none()).await
     }
@@ -352,6 +353,7 @@ impl Connection {
         self.send(Command::Lease {
             reply,
             reserved: reservation.is_held(),
+            parent: self.lease,
         })
         .await?;
         reservation.settled();
@@ -359,9 +361,14 @@ impl Connection {
             conn: self,
             granted,
         };
-        (&mut pending.granted)
-            .await
-            .map_err(|_| self.shared().gone())
+        (&mut pending.granted).await.map_err(|_| {
+            if self.is_closed() {
+                self.shared().gone()
+            } else {
+                // Refused: the lease it was asked under has ended.
+                PgError::Transaction("this transaction has already ended".into())
+            }
+        })
     }
 
     /// The lease this view runs under, if it is a transaction's.

@@ -3,7 +3,8 @@
 //! `COPY … FROM STDIN` switches the server to copy-in mode: until CopyDone
 //! or CopyFail, it reads nothing but data. The data are messages with no
 //! answer of their own, so they must not mix with other handles' requests:
-//! a `CopyIn` holds the connection's lease (a transaction's, inside one).
+//! a `CopyIn` holds the connection's lease (inside a transaction, a lease
+//! on top of the transaction's, so even its other requests wait).
 //! What is written goes out in chunks as it comes, one chunk at a time on
 //! its way to the socket, so memory stays bounded however much is copied.
 //!
@@ -38,10 +39,9 @@ const HEADER: [u8; 5] = [b'd', 0, 0, 0, 0];
 /// usable.
 pub struct CopyIn {
     conn: Connection,
+    /// The copy's own lease (inside a transaction, on top of the
+    /// transaction's: even the transaction's other requests wait for it).
     lease: u64,
-    /// The copy took the lease itself (rather than running inside a
-    /// transaction's), so it releases it when done.
-    owns_lease: bool,
     /// The answer to the COPY statement (it ends after CopyDone/CopyFail).
     responses: Responses,
     /// A CopyData message being filled: `HEADER` then data.
@@ -68,24 +68,18 @@ impl CopyIn {
     async fn start(conn: &Connection, sql: &str) -> Result<CopyIn, PgError> {
         let mut bytes = BytesMut::new();
         frontend::copy_query(sql, &mut bytes)?;
-        let (lease, owns_lease) = match conn.current_lease() {
-            Some(lease) => (lease, false),
-            None => (conn.lease().await?, true),
-        };
+        let lease = conn.lease().await?;
         let view = conn.leased(lease);
         let responses = match view.request_in(bytes, Some(lease), Ends::CopyIn).await {
             Ok(responses) => responses,
             Err(e) => {
-                if owns_lease {
-                    view.release_lease(lease, None);
-                }
+                view.release_lease(lease, None);
                 return Err(e);
             }
         };
         let mut copy = CopyIn {
             conn: view,
             lease,
-            owns_lease,
             responses,
             chunk: BytesMut::from(&HEADER[..]),
             taken: None,
@@ -258,8 +252,20 @@ impl CopyIn {
         let mut tag = None;
         let result = loop {
             match self.responses.next().await {
-                Ok(Some(Message::CommandComplete(body))) => {
-                    tag = body.tag().ok().map(str::to_string);
+                // The copy's own count, not that of a statement after it.
+                Ok(Some(Message::CommandComplete(body))) if tag.is_none() => {
+                    tag = body
+                        .tag()
+                        .ok()
+                        .filter(|t| t.starts_with("COPY "))
+                        .map(str::to_string);
+                }
+                Ok(Some(Message::CopyInResponse(_))) => {
+                    // A second COPY … FROM STDIN in the same string: nobody
+                    // will send its data, so end it rather than wait.
+                    let mut fail = BytesMut::new();
+                    frontend::copy_fail("copy_in runs one COPY … FROM STDIN", &mut fail)?;
+                    let _ = self.conn.send_data(self.lease, fail, None);
                 }
                 Ok(Some(Message::ErrorResponse(body))) => {
                     self.failed.get_or_insert_with(|| server_error(&body));
@@ -278,7 +284,7 @@ impl CopyIn {
     }
 
     fn release(&mut self) {
-        if self.owns_lease && !self.released {
+        if !self.released {
             self.released = true;
             self.conn.release_lease(self.lease, None);
         }

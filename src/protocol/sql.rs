@@ -87,8 +87,7 @@ pub(crate) fn has_copy_from_stdin(sql: &str) -> bool {
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
             b'\'' => {
-                let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E');
-                i = skip_quoted(bytes, i, b'\'', escapes);
+                i = skip_quoted(bytes, i, b'\'', false);
                 copy.other_token();
             }
             b'"' => {
@@ -118,7 +117,15 @@ pub(crate) fn has_copy_from_stdin(sql: &str) -> bool {
                 {
                     i += 1;
                 }
-                if copy.word(&sql[start..i]) {
+                let word = &sql[start..i];
+                if bytes.get(i) == Some(&b'\'') && word.eq_ignore_ascii_case("e") {
+                    // E'…': an escape string, where a backslash escapes the
+                    // next character (a typed literal such as name'…' is not).
+                    i = skip_quoted(bytes, i, b'\'', true);
+                    copy.other_token();
+                    continue;
+                }
+                if copy.word(word) {
                     return true;
                 }
             }
@@ -259,6 +266,8 @@ mod tests {
             "  /* lead */ COPY -- note\n t FROM\n\tSTDIN;",
             "SELECT 1; COPY public.t FROM STDIN",
             "COPY \"my table\" FROM STDIN",
+            "SELECT name'\\'; COPY t FROM STDIN",
+            "SELECT e'it''s'; COPY t FROM STDIN",
         ] {
             assert!(has_copy_from_stdin(sql), "{sql}");
         }
