@@ -70,13 +70,11 @@ impl CopyIn {
         frontend::copy_query(sql, &mut bytes)?;
         let lease = conn.lease().await?;
         let view = conn.leased(lease);
-        let responses = match view.request_in(bytes, Some(lease), Ends::CopyIn).await {
-            Ok(responses) => responses,
-            Err(e) => {
-                view.release_lease(lease, None);
-                return Err(e);
-            }
-        };
+        // Until the CopyIn exists (its Drop takes over), release the lease
+        // however this ends: an error, or the caller giving up.
+        let unclaimed = release_on_drop(conn, lease);
+        let responses = view.request_in(bytes, Some(lease), Ends::CopyIn).await?;
+        unclaimed.disarm();
         let mut copy = CopyIn {
             conn: view,
             lease,
@@ -287,6 +285,33 @@ impl CopyIn {
         if !self.released {
             self.released = true;
             self.conn.release_lease(self.lease, None);
+        }
+    }
+}
+
+/// Releases a lease when dropped, unless disarmed.
+struct LeaseRelease<'a> {
+    conn: &'a Connection,
+    lease: Option<u64>,
+}
+
+fn release_on_drop(conn: &Connection, lease: u64) -> LeaseRelease<'_> {
+    LeaseRelease {
+        conn,
+        lease: Some(lease),
+    }
+}
+
+impl LeaseRelease<'_> {
+    fn disarm(mut self) {
+        self.lease = None;
+    }
+}
+
+impl Drop for LeaseRelease<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease {
+            self.conn.release_lease(lease, None);
         }
     }
 }
