@@ -25,6 +25,9 @@ use crate::sync::lock;
 
 /// Notifications a subscriber's queue holds before it lags.
 pub(crate) const SUBSCRIBER_QUEUE: usize = 1024;
+/// Payload bytes a subscriber's queue holds before it lags (payloads reach
+/// 8000 bytes: the count alone would let one queue hold 8 MB).
+pub(crate) const SUBSCRIBER_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// What a subscriber reads next.
 #[derive(Debug)]
@@ -46,6 +49,8 @@ pub(crate) struct Queue {
 #[derive(Default)]
 struct QueueState {
     items: VecDeque<Item>,
+    /// Channel and payload bytes of the queued notifications.
+    bytes: usize,
     waker: Option<Waker>,
     closed: bool,
 }
@@ -58,13 +63,15 @@ enum Item {
 impl Queue {
     fn push(&self, notification: Notification) {
         let mut state = lock(&self.state);
-        if state.items.len() >= SUBSCRIBER_QUEUE {
+        let size = notification.channel.len() + notification.payload.len();
+        if state.items.len() >= SUBSCRIBER_QUEUE || state.bytes + size > SUBSCRIBER_QUEUE_BYTES {
             match state.items.back_mut() {
                 Some(Item::Lagged(missed)) => *missed += 1,
                 // One slot beyond the bound marks where the gap is.
                 _ => state.items.push_back(Item::Lagged(1)),
             }
         } else {
+            state.bytes += size;
             state.items.push_back(Item::Notification(notification));
         }
         if let Some(waker) = state.waker.take() {
@@ -86,7 +93,10 @@ impl Queue {
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Delivery> {
         let mut state = lock(&self.state);
         match state.items.pop_front() {
-            Some(Item::Notification(n)) => Poll::Ready(Delivery::Notification(n)),
+            Some(Item::Notification(n)) => {
+                state.bytes -= n.channel.len() + n.payload.len();
+                Poll::Ready(Delivery::Notification(n))
+            }
             Some(Item::Lagged(missed)) => Poll::Ready(Delivery::Lagged(missed)),
             None if state.closed => Poll::Ready(Delivery::Closed),
             None => {
@@ -275,6 +285,25 @@ mod tests {
         assert!(matches!(first.last(), Some(Delivery::Lagged(10))));
         queue.push(note("c", 99));
         assert!(matches!(&drain(&queue)[..], [Delivery::Notification(n)] if n.payload == "99"));
+    }
+
+    #[test]
+    fn large_payloads_lag_by_bytes_before_the_count() {
+        let queue = Queue::default();
+        let big = |n: usize| Notification {
+            channel: "c".into(),
+            payload: format!("{n:0>7999}"),
+            process_id: 1,
+        };
+        for n in 0..200 {
+            queue.push(big(n));
+        }
+        let kept = SUBSCRIBER_QUEUE_BYTES / 8000;
+        let got = drain(&queue);
+        assert_eq!(got.len(), kept + 1);
+        assert!(
+            matches!(got.last(), Some(Delivery::Lagged(missed)) if *missed == (200 - kept) as u64)
+        );
     }
 
     #[test]

@@ -134,6 +134,11 @@ impl CsvCopyInWriter {
     pub async fn finish(self) -> Result<u64, PgError> {
         self.copy.finish().await
     }
+
+    /// Abandons the copy; see [`CopyIn::abort`].
+    pub async fn abort(self, reason: &str) -> Result<(), PgError> {
+        self.copy.abort(reason).await
+    }
 }
 
 /// Reads the rows of a `COPY … TO STDOUT (FORMAT binary)` as [`Row`]s of

@@ -29,7 +29,8 @@ const MAX_IDENTIFIER: usize = 63;
 /// Notifications on one channel, as a stream; see
 /// [`Connection::subscribe`].
 ///
-/// Each subscription has its own bounded queue. One that falls behind
+/// Each subscription has its own bounded queue (1024 notifications or
+/// 1 MiB of payload). One that falls behind
 /// gets `Err(PgError::Lagged(n))` where `n` notifications were dropped for
 /// it, then the ones after. The stream ends when the connection does.
 /// Dropping the last subscription of a channel sends UNLISTEN.
