@@ -277,7 +277,7 @@ mod tests {
             "SELECT $q$ ; COPY t FROM STDIN $q$",
             "COPY t TO STDOUT",
             "COPY (SELECT a FROM stdin) TO STDOUT",
-            "COPY t FROM '/tmp/file'",
+            "COPY t FROM 'data.csv'",
             "SELECT * FROM stdin",
             "-- COPY t FROM STDIN",
             "/* COPY t FROM STDIN /* nested */ still */ SELECT 1",
