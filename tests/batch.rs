@@ -3,14 +3,8 @@
 
 mod common;
 
-use common::{connect, run, unique, TestResult};
+use common::{connect, count, run, unique, TestResult};
 use wasi_pg_client::{Connection, PgError, PipelineMode};
-
-async fn count(conn: &Connection, table: &str) -> Result<i64, PgError> {
-    conn.query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await?
-        .get(0)
-}
 
 async fn table(conn: &Connection, prefix: &str) -> Result<String, PgError> {
     let name = unique(prefix);

@@ -11,13 +11,13 @@ use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{connect, run, unique, TestResult};
+use common::{connect, count, expect_err, run, unique, until_backend, TestResult};
 use futures_core::Stream;
-use futures_util::future::{join, select, Either};
+use futures_util::future::join;
 use futures_util::{poll, StreamExt};
 use wasi_pg_client::types::Type;
 use wasi_pg_client::{
-    BinaryCopyInWriter, BinaryCopyOutReader, Connection, CsvCopyInWriter, GenericClient, PgError,
+    BinaryCopyInWriter, BinaryCopyOutReader, Connection, CsvCopyInWriter, PgError,
 };
 
 async fn table(conn: &Connection, prefix: &str) -> Result<String, PgError> {
@@ -27,34 +27,11 @@ async fn table(conn: &Connection, prefix: &str) -> Result<String, PgError> {
     Ok(name)
 }
 
-async fn count(db: &impl GenericClient, table: &str) -> Result<i64, PgError> {
-    db.query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await?
-        .get(0)
-}
-
 /// Awaits `fut`, or fails after a generous limit: a guard against a hang
 /// (a request stuck behind a lease, a copy nobody ends), never
 /// synchronisation.
 async fn within<F: Future>(fut: F, what: &str) -> Result<F::Output, String> {
-    const LIMIT: Duration = Duration::from_secs(20);
-    let fut = pin!(fut);
-    let timer = pin!(common::sleep(LIMIT));
-    match select(fut, timer).await {
-        Either::Left((value, _)) => Ok(value),
-        Either::Right(_) => Err(format!("{what} did not finish within {LIMIT:?}")),
-    }
-}
-
-/// The error of a call that must fail.
-fn expect_err<T: std::fmt::Debug>(
-    result: Result<T, PgError>,
-    what: &str,
-) -> Result<PgError, String> {
-    match result {
-        Ok(value) => Err(format!("{what} must fail, got Ok({value:?})")),
-        Err(e) => Ok(e),
-    }
+    common::within(Duration::from_secs(20), what, fut).await
 }
 
 /// The SQLSTATE of an error the server reported (not one made up by the
@@ -106,24 +83,6 @@ where
         Pin::new(&mut sink).start_send(item)?;
     }
     poll_fn(|cx| Pin::new(&mut sink).poll_close(cx)).await
-}
-
-/// Polls (no sleeps) until `observer` sees backend `pid` meeting `condition`
-/// (a `pg_stat_activity` condition, on `wait_event` say).
-async fn until_backend(observer: &Connection, pid: i32, condition: &str) -> Result<(), String> {
-    let sql = format!("SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND {condition}");
-    for _ in 0..20_000 {
-        let reached: bool = observer
-            .query_one(sql.as_str(), &[&pid])
-            .await
-            .map_err(|e| e.to_string())?
-            .get(0)
-            .map_err(|e| e.to_string())?;
-        if reached {
-            return Ok(());
-        }
-    }
-    Err(format!("backend {pid} never reached {condition}"))
 }
 
 #[test]

@@ -2,16 +2,14 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
-use futures_util::future::{join, join3, join_all, select, Either};
+use futures_util::future::{join, join3, join_all};
 use futures_util::StreamExt;
 use wasi_pg_client::{Connection, Notification, PgError, Subscription};
 
-use common::{connect, run, sleep, spawn, unique, TestResult};
+use common::{connect, run, spawn, unique, within, TestResult};
 
 #[test]
 fn two_subscribers_on_one_connection_get_the_same_notifications() -> TestResult {
@@ -71,17 +69,6 @@ fn wait_for_notification_times_out_or_returns_one() -> TestResult {
 /// Generous bound on anything that should finish: a deadlock guard, never a
 /// synchronisation point.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// `fut`'s output, or an error naming `what` if it takes longer than
-/// `limit`.
-async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> Result<F::Output, String> {
-    let fut = pin!(fut);
-    let timer = pin!(sleep(limit));
-    match select(fut, timer).await {
-        Either::Left((out, _)) => Ok(out),
-        Either::Right(_) => Err(format!("{what}: still not done after {limit:?}")),
-    }
-}
 
 /// The channels the server says this session listens to, sorted.
 async fn server_channels(conn: &Connection) -> Result<Vec<String>, PgError> {

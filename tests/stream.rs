@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{connect, run, TestResult};
+use common::{connect, run, until_backend, TestResult};
 use futures_util::StreamExt;
-use wasi_pg_client::{Connection, PgError};
+use wasi_pg_client::PgError;
 
 #[test]
 fn a_large_result_streams_in_order() -> TestResult {
@@ -88,26 +88,6 @@ fn dropping_a_stream_early_does_not_stall_the_connection() -> TestResult {
 /// room (64 KiB each, plus a frame), far below the 45 MB being streamed.
 const ACTOR_BUFFER_BOUND: usize = 512 * 1024;
 
-/// Polls (no sleeps) until the server says backend `pid` is blocked writing
-/// to the client: proof that the client stopped reading.
-async fn until_blocked_on_client(observer: &Connection, pid: i32) -> Result<(), String> {
-    for _ in 0..20_000 {
-        let blocked: bool = observer
-            .query_one(
-                "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'ClientWrite'",
-                &[&pid],
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .get(0)
-            .map_err(|e| e.to_string())?;
-        if blocked {
-            return Ok(());
-        }
-    }
-    Err(format!("backend {pid} never blocked on the client"))
-}
-
 #[test]
 fn a_slow_consumer_makes_the_server_wait_instead_of_growing_memory() -> TestResult {
     run(async {
@@ -120,7 +100,7 @@ fn a_slow_consumer_makes_the_server_wait_instead_of_growing_memory() -> TestResu
         check!(stream.next().await?.is_some());
         // The client has stopped reading: the server is blocked sending the
         // rest of the ~45 MB result, and the actor holds a few chunks of it.
-        until_blocked_on_client(&observer, pid).await?;
+        until_backend(&observer, pid, "wait_event = 'ClientWrite'").await?;
         let held = conn.buffered_bytes();
         check!(held.now <= ACTOR_BUFFER_BOUND, "the actor holds {held:?}");
         // Reading on, one row at a time, keeps it that small to the end.

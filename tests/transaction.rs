@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, run, spawn, unique, TestResult};
+use common::{connect, expect_err, run, spawn, unique, TestResult};
 use futures_channel::oneshot;
-use futures_util::future::{join, select, Either};
+use futures_util::future::join;
 use futures_util::poll;
 use wasi_pg_client::{
     Connection, GenericClient, IsolationLevel, PgError, RetryPolicy, Transaction,
@@ -71,24 +71,7 @@ async fn in_transaction_block(conn: &Connection) -> Result<bool, PgError> {
 /// Awaits `fut`, or fails after a generous limit: a guard against a hang
 /// (a request stuck behind a lease), never synchronisation.
 async fn within<F: std::future::Future>(fut: F, what: &str) -> Result<F::Output, String> {
-    const LIMIT: Duration = Duration::from_secs(10);
-    let fut = std::pin::pin!(fut);
-    let timer = std::pin::pin!(common::sleep(LIMIT));
-    match select(fut, timer).await {
-        Either::Left((value, _)) => Ok(value),
-        Either::Right(_) => Err(format!("{what} did not finish within {LIMIT:?}")),
-    }
-}
-
-/// The error of a call that must fail.
-fn expect_err<T: std::fmt::Debug>(
-    result: Result<T, PgError>,
-    what: &str,
-) -> Result<PgError, String> {
-    match result {
-        Ok(value) => Err(format!("{what} must fail, got Ok({value:?})")),
-        Err(e) => Ok(e),
-    }
+    common::within(Duration::from_secs(10), what, fut).await
 }
 
 #[test]

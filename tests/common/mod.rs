@@ -107,6 +107,54 @@ pub async fn sleep(d: Duration) {
     wstd::task::sleep(d.into()).await;
 }
 
+/// `fut`'s output, or an error naming `what` if it takes longer than
+/// `limit`: a guard against a hang, never synchronisation.
+pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> Result<F::Output, String> {
+    use futures_util::future::{select, Either};
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(sleep(limit));
+    match select(fut, timer).await {
+        Either::Left((out, _)) => Ok(out),
+        Either::Right(_) => Err(format!("{what} did not finish within {limit:?}")),
+    }
+}
+
+/// The error of a call that must fail.
+pub fn expect_err<T: std::fmt::Debug>(
+    result: Result<T, PgError>,
+    what: &str,
+) -> Result<PgError, String> {
+    match result {
+        Ok(value) => Err(format!("{what} must fail, got Ok({value:?})")),
+        Err(e) => Ok(e),
+    }
+}
+
+/// `count(*)` of `table`, through a connection or a transaction.
+pub async fn count(db: &impl wasi_pg_client::GenericClient, table: &str) -> Result<i64, PgError> {
+    db.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await?
+        .get(0)
+}
+
+/// Polls (no sleeps) until `observer` sees backend `pid` meeting `condition`
+/// (a `pg_stat_activity` condition, on `wait_event` say).
+pub async fn until_backend(observer: &Connection, pid: i32, condition: &str) -> Result<(), String> {
+    let sql = format!("SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND {condition}");
+    for _ in 0..20_000 {
+        let reached: bool = observer
+            .query_one(sql.as_str(), &[&pid])
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0)
+            .map_err(|e| e.to_string())?;
+        if reached {
+            return Ok(());
+        }
+    }
+    Err(format!("backend {pid} never reached {condition}"))
+}
+
 fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| {
         format!(
