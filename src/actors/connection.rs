@@ -662,7 +662,8 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     /// While the head request is a user's, takes the run of its frames
     /// that has arrived (up to its end, an asynchronous message, or a
     /// chunk's worth) in one piece: a large result is handed on without
-    /// splitting it frame by frame. Returns whether it took anything.
+    /// splitting it frame by frame. The only way a user request's frames
+    /// are taken. Returns whether it took anything.
     fn take_user_run(&mut self) -> Result<bool, PgError> {
         let Some(InFlight::User { pending, ends, .. }) = self.in_flight.front_mut() else {
             return Ok(false);
@@ -720,15 +721,14 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             }
         }
         match head {
-            InFlight::User { pending, ends, .. } => {
-                if is_copy_in_start(tag) && *ends != Ends::CopyIn {
-                    return Err(unexpected_copy_in());
-                }
-                let last = ends.is_end(tag);
-                pending.unsplit(frame);
-                if last || pending.len() >= CHUNK_TARGET {
-                    self.flush_head(last);
-                }
+            // A user request's frames are all taken, in runs, by
+            // `take_user_run`; only asynchronous messages are left between
+            // them, and those never reach here.
+            InFlight::User { .. } => {
+                return Err(PgError::Protocol(format!(
+                    "internal: a {:?} frame of a request was routed on its own",
+                    char::from(tag)
+                )));
             }
             InFlight::Prepare {
                 params,
