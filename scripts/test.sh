@@ -180,21 +180,21 @@ fmt_color=never
 [[ -t 1 ]] && fmt_color=auto
 run_step "fmt" cargo fmt --all --check -- --color="$fmt_color"
 run_step "clippy native" cargo clippy --all-targets --all-features -- -D warnings
-run_step "clippy $WASM" cargo clippy --all-targets --target "$WASM" --features md5-auth -- -D warnings
+run_step "clippy $WASM" cargo clippy --all-targets --target "$WASM" --features md5-auth,pool -- -D warnings
 
-run_step "unit tests native" cargo test --lib --features tokio-transport,md5-auth
-run_step "unit tests $WASM" cargo test --lib --target "$WASM" --features md5-auth
-rerun_crashed "$STEP_OUT" --target "$WASM" --features md5-auth
-run_step "doctests native" cargo test --doc --features tokio-transport
+run_step "unit tests native" cargo test --lib --features tokio-transport,md5-auth,pool
+run_step "unit tests $WASM" cargo test --lib --target "$WASM" --features md5-auth,pool
+rerun_crashed "$STEP_OUT" --target "$WASM" --features md5-auth,pool
+run_step "doctests native" cargo test --doc --features tokio-transport,pool
 
 NATIVE_OUT=""
 WASM_OUT=""
 if have_integration_tests; then
-    run_step "integration tests native" cargo test --no-fail-fast --test '*' --features tokio-transport,md5-auth
+    run_step "integration tests native" cargo test --no-fail-fast --test '*' --features tokio-transport,md5-auth,pool
     NATIVE_OUT="$STEP_OUT"
-    run_step "integration tests $WASM" cargo test --no-fail-fast --test '*' --target "$WASM" --features md5-auth
+    run_step "integration tests $WASM" cargo test --no-fail-fast --test '*' --target "$WASM" --features md5-auth,pool
     WASM_OUT="$STEP_OUT"
-    rerun_crashed "$WASM_OUT" --target "$WASM" --features md5-auth
+    rerun_crashed "$WASM_OUT" --target "$WASM" --features md5-auth,pool
 else
     header "integration tests"
     echo "no integration tests (tests/*.rs) yet"

@@ -50,6 +50,13 @@ pub use protocol::copy_format::CsvField;
 pub use protocol::sql::IsolationLevel;
 pub use transport::AsyncTransport;
 
+/// Connection pooling (feature `pool`): a pool actor beside the connection
+/// actors, lending connections exclusively or shared.
+#[cfg(feature = "pool")]
+pub mod pool {
+    pub use crate::api::pool::{Pool, PoolConfig, PoolStatus, PooledConnection, SharedConnection};
+}
+
 /// postgres-types, re-exported: `ToSql`, `FromSql`, `Type` and friends, so
 /// every existing implementation works here.
 pub mod types {

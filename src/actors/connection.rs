@@ -117,6 +117,13 @@ pub(crate) enum Command {
         stale: Option<Statement>,
         reply: oneshot::Sender<Result<Statement, PgError>>,
     },
+    /// Answered, with the transaction status, once every request sent
+    /// before it has been answered: how a pool learns the state a returned
+    /// connection is really in. Held like any request while a lease is.
+    Settle { reply: oneshot::Sender<u8> },
+    /// The server dropped every prepared statement (`DISCARD ALL`): forget
+    /// the cache without closing them.
+    ForgetStatements,
     /// Finish queued work, send Terminate, then stop.
     Close { reply: oneshot::Sender<()> },
 }
@@ -172,6 +179,8 @@ enum InFlight {
     },
     /// Our own housekeeping (Close of an evicted statement).
     Internal,
+    /// A `Settle`: answered as soon as it is the head, never routed to.
+    Settle(oneshot::Sender<u8>),
 }
 
 type IoFuture<B, R> = Pin<Box<dyn Future<Output = (B, io::Result<R>)> + Send>>;
@@ -407,7 +416,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             // Held like the execution it stands for, so it never overtakes
             // the Prepare that made its reservation.
             Command::Unreserve => (None, true),
-            Command::Close { .. } => (None, false),
+            Command::Settle { .. } | Command::ForgetStatements | Command::Close { .. } => {
+                (None, false)
+            }
         };
         if belongs_to.is_some_and(|lease| !self.leases.contains(&lease)) {
             return true;
@@ -495,10 +506,25 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 }
                 self.prepare(sql, reply)
             }
+            Command::Settle { reply } => {
+                self.in_flight.push_back(InFlight::Settle(reply));
+                self.answer_settles();
+            }
+            Command::ForgetStatements => self.statements.forget_all(),
             Command::Close { reply } => {
                 self.closers.push(reply);
                 // Queued requests are still delivered; new ones are refused.
                 self.mailbox.close();
+            }
+        }
+    }
+
+    /// Answers the `Settle`s that reached the head: everything before them
+    /// has been answered, so the transaction status is theirs.
+    fn answer_settles(&mut self) {
+        while let Some(InFlight::Settle(_)) = self.in_flight.front() {
+            if let Some(InFlight::Settle(reply)) = self.in_flight.pop_front() {
+                let _ = reply.send(self.shared.transaction_status());
             }
         }
     }
@@ -754,7 +780,14 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 }
                 if done {
                     self.in_flight.pop_front();
+                    self.answer_settles();
                 }
+            }
+            InFlight::Settle(_) => {
+                return Err(PgError::Protocol(format!(
+                    "internal: a {:?} frame reached a settled point",
+                    char::from(tag)
+                )));
             }
         }
         Ok(())
@@ -780,6 +813,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     self.draining.push(answer);
                 }
             }
+            self.answer_settles();
         }
     }
 
@@ -805,6 +839,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         else {
             return;
         };
+        self.answer_settles();
         let waiters = self.preparing.remove(&sql).unwrap_or_default();
         let result = match error {
             Some(e) => Err(e),
@@ -916,6 +951,8 @@ fn refuse(command: Command, error: &PgError) {
             let _ = reply.send(Err(error.clone()));
         }
         Command::Close { .. }
+        | Command::Settle { .. }
+        | Command::ForgetStatements
         | Command::Lease { .. }
         | Command::Release { .. }
         | Command::Unreserve

@@ -185,6 +185,12 @@ impl Registry {
         abandoned
     }
 
+    /// The server stopped listening to everything (`DISCARD ALL`, which
+    /// includes `UNLISTEN *`); subscribers stay, with no channel.
+    pub(crate) fn forget_channels(&mut self) {
+        self.channels.clear();
+    }
+
     /// The channels someone listens to (session state for a reconnection).
     pub(crate) fn channels(&self) -> Vec<String> {
         let mut channels: Vec<String> = self.channels.keys().cloned().collect();

@@ -6,6 +6,8 @@ pub(crate) mod connection;
 pub(crate) mod dispatcher;
 pub(crate) mod handshake;
 pub(crate) mod mailbox;
+#[cfg(feature = "pool")]
+pub(crate) mod pool;
 pub(crate) mod reply;
 pub(crate) mod rt;
 pub(crate) mod shared;

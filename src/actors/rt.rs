@@ -45,6 +45,45 @@ where
     drop(fut);
 }
 
+/// Runs `fut` in the background if this thread is inside the runtime;
+/// returns false (dropping `fut`) when it is not, where `spawn` would panic
+/// (a `Drop` running after the tokio runtime was shut down, say).
+pub(crate) fn try_spawn<F>(fut: F) -> bool
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    #[cfg(all(not(target_arch = "wasm32"), feature = "tokio-transport"))]
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(fut);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        // wstd's reactor is the only executor a component has.
+        spawn(fut);
+        true
+    }
+    #[cfg(all(not(target_arch = "wasm32"), not(feature = "tokio-transport")))]
+    {
+        drop(fut);
+        false
+    }
+}
+
+/// A random number, from the OS's seed (WASI's `random_get` on wasm):
+/// enough to spread retries and connection lifetimes apart, not for secrets.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 /// Sleeps for `d`.
 pub(crate) async fn sleep(d: Duration) {
     #[cfg(target_arch = "wasm32")]
@@ -86,8 +125,7 @@ pub(crate) async fn timeout<F: Future>(
     }
 }
 
-/// The current monotonic time (for deadlines in the actors to come).
-#[allow(dead_code)]
+/// The current monotonic time.
 pub(crate) fn now() -> Instant {
     Instant::now()
 }

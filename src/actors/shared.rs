@@ -99,6 +99,11 @@ impl Shared {
         }
     }
 
+    /// The server reset the session (`DISCARD ALL`): nothing to restore.
+    pub(crate) fn forget_session_params(&self) {
+        lock(&self.session_params).clear();
+    }
+
     pub(crate) fn session_params(&self) -> Vec<(String, String)> {
         lock(&self.session_params).clone()
     }

@@ -63,6 +63,15 @@ impl StatementCache {
         }
     }
 
+    /// Forgets every statement: the server has already dropped them all
+    /// (`DISCARD ALL`), so none needs a Close.
+    pub(crate) fn forget_all(&mut self) {
+        if let Some(cache) = self.cache.as_mut() {
+            cache.clear();
+        }
+        self.evicted.clear();
+    }
+
     /// Names of evicted statements that nobody holds any more.
     pub(crate) fn take_retired(&mut self) -> Vec<String> {
         if self.evicted.is_empty() {

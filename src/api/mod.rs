@@ -11,6 +11,8 @@ pub(crate) mod generic;
 pub(crate) mod notify;
 pub(crate) mod pgpass;
 pub(crate) mod pipeline;
+#[cfg(feature = "pool")]
+pub(crate) mod pool;
 pub(crate) mod response;
 pub(crate) mod retry;
 pub(crate) mod row;

@@ -8,7 +8,6 @@
 //! [`Connection::with_transaction_retry`]).
 
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use crate::actors::rt;
@@ -121,14 +120,9 @@ impl RetryPolicy {
         if !self.jitter {
             return step;
         }
-        // Between half and all of the step. std's RandomState is seeded
-        // from the OS (WASI's random_get on wasm), which is plenty for
-        // spreading retries apart.
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
+        // Between half and all of the step.
         let half = step / 2;
-        let fraction = (random % 1024) as u32;
+        let fraction = (crate::actors::rt::random_u64() % 1024) as u32;
         half + half * fraction / 1023
     }
 

@@ -118,6 +118,11 @@ impl StatementMemo {
         }
     }
 
+    /// Forgets everything (the server dropped every statement).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+
     pub(crate) fn insert(&self, statement: &Statement) {
         if self.capacity == 0 {
             return;

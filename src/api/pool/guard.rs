@@ -1,0 +1,231 @@
+//! The guards a pool lends: they deref to [`Connection`] and give it back
+//! by message when done.
+//!
+//! An exclusively lent connection is reset before it goes back: an open
+//! transaction is rolled back (and, if configured, the session discarded),
+//! after everything its user sent has been answered. A connection that
+//! broke, or that someone still holds a clone of, does not go back.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::actors::pool::{Checkup, PoolCommand, PoolLink, Slot};
+use crate::actors::rt;
+use crate::{Connection, PgError};
+
+/// A connection lent to one caller by [`Pool::acquire`](super::Pool::acquire).
+///
+/// Derefs to [`Connection`], so every query method works on it. Give it
+/// back with [`release`](PooledConnection::release); dropping it gives it
+/// back too, with the reset running in the background.
+///
+/// Do not keep clones of the connection past the guard: a connection that
+/// is still referenced when its guard goes back leaves the pool (it stays
+/// usable through those clones, and the pool opens another).
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    slot: Slot,
+    checkup: Checkup,
+    link: Arc<PoolLink>,
+}
+
+impl std::fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("connection", &self.conn)
+            .finish()
+    }
+}
+
+impl PooledConnection {
+    pub(crate) fn new(
+        conn: Connection,
+        slot: Slot,
+        checkup: Checkup,
+        link: Arc<PoolLink>,
+    ) -> PooledConnection {
+        PooledConnection {
+            conn: Some(conn),
+            slot,
+            checkup,
+            link,
+        }
+    }
+
+    /// Takes the connection back out without giving it back (the caller
+    /// never saw it).
+    pub(crate) fn disarm(mut self) -> Option<(Connection, Slot)> {
+        Some((self.conn.take()?, self.slot))
+    }
+
+    /// What the pool asked for before use: a ping after a long idle, a
+    /// reset after shared use. A failure means the connection is broken;
+    /// the guard then goes back as such when dropped.
+    pub(crate) async fn checkup(&self) -> Result<(), PgError> {
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(PgError::Closed("the pooled connection is gone".into()));
+        };
+        if self.checkup.ping {
+            conn.simple_query("").await?;
+        }
+        if self.checkup.reset && !reset(conn, &self.link).await {
+            return Err(PgError::Closed(
+                "the pooled connection could not be reset".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives the connection back: waits until everything sent on it is
+    /// answered, rolls back a transaction left open (and runs `DISCARD ALL`
+    /// if configured), then returns it to the pool. A broken connection is
+    /// closed instead.
+    pub async fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            give_back(conn, self.slot, self.link.clone()).await;
+        }
+    }
+
+    /// Takes the connection out of the pool for good; the pool opens
+    /// another when it needs one.
+    pub fn detach(mut self) -> Connection {
+        let conn = self.conn.take();
+        let _ = self.link.tell(PoolCommand::Return {
+            slot: self.slot,
+            conn: None,
+        });
+        match conn {
+            Some(conn) => conn,
+            None => unreachable_disarm(),
+        }
+    }
+}
+
+/// Only the methods that consume a guard (and `Drop`) take its connection
+/// out, so no method can see it missing.
+fn unreachable_disarm() -> ! {
+    unreachable!("a pooled connection's guard lost its connection while still in use")
+}
+
+impl Deref for PooledConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self.conn.as_ref() {
+            Some(conn) => conn,
+            None => unreachable_disarm(),
+        }
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let slot = self.slot;
+        let link = self.link.clone();
+        // The reset needs round trips; it runs on its own task. Outside a
+        // runtime (it was shut down), the connection is simply closed.
+        if !rt::try_spawn(give_back(conn, slot, link.clone())) {
+            let _ = link.tell(PoolCommand::Return { slot, conn: None });
+        }
+    }
+}
+
+async fn give_back(conn: Connection, slot: Slot, link: Arc<PoolLink>) {
+    let reusable = if conn.is_sole_handle() {
+        reset(&conn, &link).await
+    } else {
+        // Still referenced elsewhere: it leaves the pool and lives on with
+        // those clones.
+        false
+    };
+    let _ = link.tell(PoolCommand::Return {
+        slot,
+        conn: reusable.then_some(conn),
+    });
+}
+
+/// Brings a connection nobody else holds back to a clean session; false
+/// if it broke or took longer than `acquire_timeout`.
+async fn reset(conn: &Connection, link: &PoolLink) -> bool {
+    let settings = &link.settings;
+    let work = async {
+        if conn.is_closed() {
+            return false;
+        }
+        let Ok(status) = conn.settle().await else {
+            return false;
+        };
+        if status != b'I' && conn.simple_query("ROLLBACK").await.is_err() {
+            return false;
+        }
+        if settings.discard_all_on_release {
+            if conn.simple_query("DISCARD ALL").await.is_err() {
+                return false;
+            }
+            conn.forget_session();
+        }
+        !conn.is_closed()
+    };
+    matches!(
+        rt::timeout(
+            Some(settings.acquire_timeout),
+            "resetting a pooled connection",
+            work
+        )
+        .await,
+        Ok(true)
+    )
+}
+
+/// A connection shared with other callers, from
+/// [`Pool::get_shared`](super::Pool::get_shared).
+///
+/// Derefs to [`Connection`]; every sharer's requests are pipelined on one
+/// socket. Dropping it tells the pool one sharer fewer uses it.
+pub struct SharedConnection {
+    conn: Connection,
+    id: u64,
+    link: Option<Arc<PoolLink>>,
+}
+
+impl std::fmt::Debug for SharedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConnection")
+            .field("connection", &self.conn)
+            .finish()
+    }
+}
+
+impl SharedConnection {
+    pub(crate) fn new(conn: Connection, id: u64, link: Arc<PoolLink>) -> SharedConnection {
+        SharedConnection {
+            conn,
+            id,
+            link: Some(link),
+        }
+    }
+
+    /// Drops it without telling the pool (the caller never saw it).
+    pub(crate) fn disarm(mut self) {
+        self.link = None;
+    }
+}
+
+impl Deref for SharedConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for SharedConnection {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            let _ = link.tell(PoolCommand::Unshare { id: self.id });
+        }
+    }
+}

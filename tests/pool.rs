@@ -1,0 +1,431 @@
+//! The pool (feature `pool`): lending, waiting in order, timeouts, resets,
+//! health checks, lifetimes, shared use and closing, against the test
+//! cluster, on both targets.
+
+#[cfg(not(feature = "pool"))]
+compile_error!("tests/pool.rs needs the `pool` feature (scripts/test.sh enables it)");
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{expect_err, run, scram_config, spawn, within, TestResult};
+use wasi_pg_client::pool::{Pool, PoolConfig, PoolStatus};
+use wasi_pg_client::{Connection, PgError};
+
+/// Generous: a hang shows as a failure, never as a stuck run.
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn pool_config(max_size: usize) -> Result<PoolConfig, String> {
+    Ok(PoolConfig::default()
+        .connection(scram_config()?)
+        .max_size(max_size))
+}
+
+/// Polls the pool's status until `condition` holds (a bounded wait for the
+/// actor to get there, not a sleep standing in for synchronisation).
+async fn until_status(
+    pool: &Pool,
+    what: &str,
+    condition: impl Fn(&PoolStatus) -> bool,
+) -> Result<(), String> {
+    for _ in 0..5_000 {
+        if condition(&pool.status()) {
+            return Ok(());
+        }
+        common::sleep(Duration::from_millis(2)).await;
+    }
+    Err(format!(
+        "the pool never reached: {what} (status {:?})",
+        pool.status()
+    ))
+}
+
+async fn pid(conn: &Connection) -> Result<i32, PgError> {
+    conn.query_one("SELECT pg_backend_pid()", &[]).await?.get(0)
+}
+
+#[test]
+fn acquire_and_release_as_in_the_readme() -> TestResult {
+    run(async {
+        let pool = Pool::new(pool_config(5)?).await?;
+        check_eq!(pool.status().size, 1);
+        let guard = pool.acquire().await?;
+        let result = guard.query("SELECT 1").await?;
+        check_eq!(result.rows().len(), 1);
+        check_eq!(pool.status().in_use, 1);
+        check_eq!(pool.status().idle, 0);
+        let first = pid(&guard).await?;
+        guard.release().await;
+        until_status(&pool, "the connection idle again", |s| {
+            s.idle == 1 && s.in_use == 0
+        })
+        .await?;
+        // The same connection comes back (most recently used first).
+        let again = pool.acquire().await?;
+        check_eq!(pid(&again).await?, first);
+        drop(again);
+        until_status(&pool, "a dropped guard back", |s| s.idle == 1).await?;
+        pool.close().await;
+        Ok(())
+    })
+}
+
+#[test]
+fn bad_settings_are_config_errors() -> TestResult {
+    run(async {
+        for (config, what) in [
+            (pool_config(0)?, "max_size 0"),
+            (pool_config(2)?.min_idle(3), "min_idle above max_size"),
+            (PoolConfig::default(), "no connection settings"),
+        ] {
+            let e = expect_err(Pool::new(config.clone()).await, what)?;
+            check!(matches!(e, PgError::Config(_)), "{what}: {e:?}");
+            let e = expect_err(Pool::new_lazy(config), what)?;
+            check!(matches!(e, PgError::Config(_)), "{what} (lazy): {e:?}");
+        }
+        let wrong = scram_config()?.password("not the password");
+        let e = expect_err(
+            Pool::new(PoolConfig::default().connection(wrong)).await,
+            "a wrong password",
+        )?;
+        check_eq!(e.code(), Some("28P01"));
+        Ok(())
+    })
+}
+
+#[test]
+fn an_exhausted_pool_serves_waiters_in_order_then_times_out() -> TestResult {
+    run(async {
+        let pool = Pool::new(pool_config(1)?.acquire_timeout(Duration::from_secs(10))).await?;
+        let held = pool.acquire().await?;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for name in ["first", "second", "third"] {
+            let (task_pool, order) = (pool.clone(), order.clone());
+            let waiting = pool.status().waiters;
+            tasks.push(spawn(async move {
+                let guard = task_pool.acquire().await?;
+                order.lock().map_err(|e| e.to_string())?.push(name);
+                guard.query_one("SELECT 1", &[]).await?;
+                guard.release().await;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            }));
+            // Each is queued before the next one asks.
+            until_status(&pool, "one more waiter", |s| s.waiters == waiting + 1).await?;
+        }
+        held.release().await;
+        for task in tasks {
+            within(LIMIT, "a waiter", task)
+                .await??
+                .map_err(|e| e.to_string())?;
+        }
+        check_eq!(
+            *order.lock().map_err(|e| e.to_string())?,
+            vec!["first", "second", "third"]
+        );
+
+        // Now exhausted with a short timeout: a clear Timeout error.
+        let short = Pool::new(pool_config(1)?.acquire_timeout(Duration::from_millis(150))).await?;
+        let held = short.acquire().await?;
+        let e = expect_err(short.acquire().await, "acquire from an exhausted pool")?;
+        check!(
+            matches!(&e, PgError::Timeout(m) if m.contains("acquiring")),
+            "{e:?}"
+        );
+        let e = expect_err(
+            short.get_shared().await,
+            "get_shared from an exhausted pool",
+        )?;
+        check!(matches!(e, PgError::Timeout(_)), "{e:?}");
+        // The waiter that gave up leaves nothing behind.
+        until_status(&short, "no waiters left", |s| s.waiters == 0).await?;
+        held.release().await;
+        let next = within(LIMIT, "acquire after a timeout", short.acquire()).await??;
+        next.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_guard_dropped_mid_transaction_is_rolled_back_before_reuse() -> TestResult {
+    run(async {
+        let table = common::unique("pool_rollback");
+        let setup = common::connect().await?;
+        setup
+            .simple_query(&format!(
+                "CREATE TABLE {table} (n int); GRANT ALL ON {table} TO PUBLIC"
+            ))
+            .await?;
+        let pool = Pool::new(pool_config(1)?).await?;
+        for release in [false, true] {
+            let guard = pool.acquire().await?;
+            guard
+                .simple_query(&format!("BEGIN; INSERT INTO {table} VALUES (1)"))
+                .await?;
+            // The same session sees its own insert while the transaction
+            // is open.
+            check_eq!(common::count(&*guard, &table).await?, 1);
+            let pid_before = pid(&guard).await?;
+            if release {
+                guard.release().await;
+            } else {
+                drop(guard);
+            }
+            let next = within(LIMIT, "the next acquire", pool.acquire()).await??;
+            check_eq!(pid(&next).await?, pid_before);
+            // Rolled back: not even its own session sees the row now.
+            check_eq!(common::count(&*next, &table).await?, 0);
+            next.release().await;
+        }
+        setup.simple_query(&format!("DROP TABLE {table}")).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn broken_connections_are_replaced_not_handed_out() -> TestResult {
+    run(async {
+        let pool = Pool::new(pool_config(2)?.min_idle(2).test_after_idle(Duration::ZERO)).await?;
+        until_status(&pool, "two idle connections", |s| s.idle == 2).await?;
+        let (a, b) = (pool.acquire().await?, pool.acquire().await?);
+        let old = [pid(&a).await?, pid(&b).await?];
+        a.release().await;
+        b.release().await;
+        // The server ends both sessions while they sit idle (what a
+        // restart does to them).
+        let admin = common::connect().await?;
+        for pid in old {
+            admin
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .await?;
+        }
+        let mut fresh = Vec::new();
+        for _ in 0..2 {
+            let conn = within(LIMIT, "acquire after the backends died", pool.acquire()).await??;
+            let now = pid(&conn).await?;
+            check!(!old.contains(&now), "a dead connection was handed out");
+            fresh.push(conn);
+        }
+        check!(fresh[0].backend_pid() != fresh[1].backend_pid());
+        check_eq!(pool.status().size, 2);
+        Ok(())
+    })
+}
+
+#[test]
+fn old_and_idle_connections_are_closed_down_to_min_idle() -> TestResult {
+    run(async {
+        // Lifetime: the only connection is retired and a new one opened.
+        let pool = Pool::new(pool_config(2)?.max_lifetime(Duration::from_millis(200))).await?;
+        let conn = pool.acquire().await?;
+        let first = pid(&conn).await?;
+        conn.release().await;
+        until_status(&pool, "the old connection retired", |s| s.size == 0).await?;
+        let conn = pool.acquire().await?;
+        check!(pid(&conn).await? != first, "a retired connection came back");
+        conn.release().await;
+
+        // Idle timeout: three open, then back to min_idle.
+        let pool = Pool::new(
+            pool_config(3)?
+                .min_idle(1)
+                .idle_timeout(Duration::from_millis(100)),
+        )
+        .await?;
+        let guards = [
+            pool.acquire().await?,
+            pool.acquire().await?,
+            pool.acquire().await?,
+        ];
+        check_eq!(pool.status().size, 3);
+        for guard in guards {
+            guard.release().await;
+        }
+        until_status(&pool, "idle connections closed down to min_idle", |s| {
+            s.size == 1 && s.idle == 1
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn shared_connections_pipeline_many_callers() -> TestResult {
+    run(async {
+        let pool = Pool::new(pool_config(2)?).await?;
+        // Two sharers of a one-connection-busy pool get the same backend
+        // when nothing else is idle.
+        let one = Pool::new(pool_config(1)?).await?;
+        let a = one.get_shared().await?;
+        let b = one.get_shared().await?;
+        check_eq!(pid(&a).await?, pid(&b).await?);
+        check_eq!(one.status().shared, 1);
+        // An exclusive caller waits until every sharer is done.
+        let exclusive = spawn({
+            let one = one.clone();
+            async move {
+                let guard = one.acquire().await?;
+                pid(&guard).await
+            }
+        });
+        until_status(&one, "the exclusive caller waiting", |s| s.waiters == 1).await?;
+        let shared_pid = pid(&a).await?;
+        drop(a);
+        drop(b);
+        check_eq!(
+            within(LIMIT, "the exclusive caller", exclusive).await???,
+            shared_pid
+        );
+
+        // Many tasks, each taking a shared connection per statement.
+        let mut tasks = Vec::new();
+        for t in 0..8i32 {
+            let pool = pool.clone();
+            tasks.push(spawn(async move {
+                for i in 0..100i32 {
+                    let conn = pool.get_shared().await?;
+                    let n: i32 = conn
+                        .query_one("SELECT $1::int4", &[&(t * 1000 + i)])
+                        .await?
+                        .get(0)?;
+                    if n != t * 1000 + i {
+                        return Err(PgError::Decode(format!("got {n} for {}", t * 1000 + i)));
+                    }
+                }
+                Ok(())
+            }));
+        }
+        for task in tasks {
+            within(LIMIT, "a sharing task", task).await???;
+        }
+        let status = pool.status();
+        check!(status.size <= 2, "{status:?}");
+        until_status(&pool, "every sharer done", |s| {
+            s.shared == 0 && s.in_use == 0
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn close_waits_for_lent_connections_and_refuses_new_callers() -> TestResult {
+    run(async {
+        let pool = Pool::new(pool_config(2)?).await?;
+        let held = pool.acquire().await?;
+        let closing = spawn({
+            let pool = pool.clone();
+            async move { pool.close().await }
+        });
+        until_status(&pool, "the pool closed", |s| s.closed).await?;
+        let e = expect_err(pool.acquire().await, "acquire from a closed pool")?;
+        check!(matches!(e, PgError::Closed(_)), "{e:?}");
+        // A lent connection still works until it is given back.
+        held.query_one("SELECT 1", &[]).await?;
+        let backend = held.backend_pid();
+        held.release().await;
+        within(LIMIT, "close", closing).await??;
+        check_eq!(pool.status().size, 0);
+        // Its session really ends on the server (the backend exits just
+        // after reading Terminate).
+        let admin = common::connect().await?;
+        let mut left = 1i64;
+        for _ in 0..20_000 {
+            left = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                    &[&backend],
+                )
+                .await?
+                .get(0)?;
+            if left == 0 {
+                break;
+            }
+        }
+        check_eq!(left, 0);
+        Ok(())
+    })
+}
+
+#[test]
+fn discard_all_on_release_gives_the_next_caller_a_fresh_session() -> TestResult {
+    run(async {
+        let pool = Pool::new(pool_config(1)?.discard_all_on_release(true)).await?;
+        let conn = pool.acquire().await?;
+        conn.simple_query("CREATE TEMP TABLE scratch (n int)")
+            .await?;
+        conn.set_param("application_name", "pool_discard").await?;
+        conn.listen("pool_discard_channel").await?;
+        // A cached statement, to show the cache starts over cleanly.
+        check_eq!(
+            conn.query_one("SELECT $1::int4", &[&7i32])
+                .await?
+                .get::<_, i32>(0)?,
+            7
+        );
+        conn.release().await;
+
+        let conn = pool.acquire().await?;
+        let temp: i64 = conn
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relname = 'scratch' AND relpersistence = 't'",
+                &[],
+            )
+            .await?
+            .get(0)?;
+        check_eq!(temp, 0);
+        check!(
+            conn.session_params().is_empty(),
+            "{:?}",
+            conn.session_params()
+        );
+        check!(
+            conn.listened_channels().is_empty(),
+            "{:?}",
+            conn.listened_channels()
+        );
+        let name: String = conn
+            .query_one("SELECT current_setting('application_name')", &[])
+            .await?
+            .get(0)?;
+        check!(name != "pool_discard");
+        check_eq!(
+            conn.query_one("SELECT $1::int4", &[&8i32])
+                .await?
+                .get::<_, i32>(0)?,
+            8
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_connection_still_cloned_at_release_leaves_the_pool() -> TestResult {
+    run(async {
+        let pool = Pool::new(pool_config(2)?).await?;
+        let guard = pool.acquire().await?;
+        let kept: Connection = (*guard).clone();
+        guard.release().await;
+        until_status(&pool, "the kept connection forgotten", |s| {
+            s.size == 0 && s.in_use == 0
+        })
+        .await?;
+        // Still usable by whoever kept it, and no longer the pool's.
+        check_eq!(kept.query_one("SELECT 2", &[]).await?.get::<_, i32>(0)?, 2);
+        let fresh = pool.acquire().await?;
+        check!(pid(&fresh).await? != pid(&kept).await?);
+
+        let detached = fresh.detach();
+        until_status(&pool, "the detached connection forgotten", |s| s.size == 0).await?;
+        check_eq!(
+            detached
+                .query_one("SELECT 3", &[])
+                .await?
+                .get::<_, i32>(0)?,
+            3
+        );
+        Ok(())
+    })
+}
