@@ -1,13 +1,15 @@
 //! The demo `scripts/demo.sh` runs natively and under wasmtime: connect,
 //! create and fill a table, read it back, pipeline lookups from clones of
-//! one connection, then deliver notifications to two subscribers.
+//! one connection, deliver notifications to two subscribers, then borrow
+//! connections from a pool, exclusively and shared.
 //!
 //! ```text
 //! DATABASE_URL='postgresql://user:pass@127.0.0.1/db?sslmode=disable' \
-//!     cargo run --example quickstart --features tokio-transport
+//!     cargo run --example quickstart --features tokio-transport,pool
 //! ```
 
 use futures_util::future::try_join_all;
+use wasi_pg_client::pool::{Pool, PoolConfig};
 use wasi_pg_client::{Config, Connection, PgError};
 
 async fn demo() -> Result<(), PgError> {
@@ -61,7 +63,28 @@ async fn demo() -> Result<(), PgError> {
         }
     }
 
-    conn.close().await
+    conn.close().await?;
+
+    // A pool of up to 5 connections. `acquire` lends one to this caller
+    // alone (a transaction, session settings); `get_shared` hands out the
+    // least busy one for statements that can share it with other callers.
+    let pool = Pool::new(PoolConfig::default().connection(config).max_size(5)).await?;
+    let guard = pool.acquire().await?;
+    guard.query("SELECT 1").await?;
+    guard.release().await; // preferred over Drop: the reset runs before this returns
+    let shared = (1..=4i32).map(|n| {
+        let pool = pool.clone();
+        async move {
+            let conn = pool.get_shared().await?;
+            conn.query_one("SELECT $1::int4 * 10", &[&n])
+                .await?
+                .get::<_, i32>(0)
+        }
+    });
+    println!("from the pool: {:?}", try_join_all(shared).await?);
+    println!("pool: {:?}", pool.status());
+    pool.close().await;
+    Ok(())
 }
 
 #[cfg(not(target_arch = "wasm32"))]

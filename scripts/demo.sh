@@ -29,11 +29,11 @@ status=0
 
 echo
 echo "== native =="
-cargo run --quiet --example quickstart --features tokio-transport || status=1
+cargo run --quiet --example quickstart --features tokio-transport,pool || status=1
 
 echo
 echo "== $WASM =="
-if cargo build --quiet --example quickstart --target "$WASM"; then
+if cargo build --quiet --example quickstart --target "$WASM" --features pool; then
     # Artifacts live under cargo's target dir (honours CARGO_TARGET_DIR).
     target_dir="${CARGO_TARGET_DIR:-target}"
     scripts/wasm-runner.sh "$target_dir/$WASM/debug/examples/quickstart.wasm" || status=1
