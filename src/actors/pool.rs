@@ -457,14 +457,18 @@ impl PoolActor {
     }
 
     /// Shared connections nobody uses any more become idle (if no clone of
-    /// them is left anywhere), to be lent exclusively after a reset.
+    /// them is left anywhere), to be lent exclusively after a reset. While
+    /// closing, one still cloned somewhere is let go (its clones keep it).
     fn demote_unused_shared(&mut self) {
         let mut i = 0;
         while i < self.shared.len() {
             let s = &self.shared[i];
-            if s.users == 0 && (s.conn.is_sole_handle() || s.conn.is_closed()) {
+            let free = s.conn.is_sole_handle() || s.conn.is_closed();
+            if s.users == 0 && (free || self.closed) {
                 let s = self.shared.swap_remove(i);
-                self.take_back(s.conn, s.slot, true);
+                if free {
+                    self.take_back(s.conn, s.slot, true);
+                }
             } else {
                 i += 1;
             }

@@ -337,3 +337,22 @@ impl Pool {
 fn stopped() -> PgError {
     PgError::Closed("the pool has stopped".into())
 }
+
+/// The API's promise (API.md) for the pool: `Pool` is a `Clone + Send +
+/// Sync` handle, the guards are `Send`, and every future is `Send`, natively
+/// and on wasm32-wasip2. Never called; it fails to compile if a change
+/// breaks the promise.
+#[allow(dead_code)]
+fn pool_handles_and_futures_are_send(pool: &Pool, guard: PooledConnection) {
+    fn send<T: Send>(_: &T) {}
+    fn handle<T: Clone + Send + Sync + 'static>() {}
+    handle::<Pool>();
+    send(&Pool::new(PoolConfig::default()));
+    send(&pool.acquire());
+    send(&pool.get_shared());
+    send(&pool.close());
+    send(&guard.release());
+    fn shareable<T: Send + Sync>() {}
+    shareable::<PooledConnection>();
+    shareable::<SharedConnection>();
+}
