@@ -10,7 +10,9 @@
 # copy_in_binary and copy_in_csv (rows into a temp table with COPY FROM STDIN,
 # binary and CSV), copy_out (rows read back with a binary COPY TO STDOUT),
 # notify_1 and notify_100 (notifications fanned out to 1 or 100 subscribers),
-# cache.
+# cache, concurrent (8 tasks through a pool of 4 connections; ours: exclusive
+# acquire/release per query; tokio-postgres: deadpool-postgres) and
+# concurrent_shared (the same, ours with get_shared per query).
 #
 # Every cell (client, runtime, workload) runs in its own process. Rounds
 # interleave our client and tokio-postgres, so drift on the shared VM hits
@@ -23,7 +25,7 @@
 #   BENCH_WORKLOADS  workloads to run, space- or comma-separated, in table
 #                  order (default all: latency pipeline pipeline_batch fetch_many
 #                  insert_batch insert_pipeline copy_in_binary copy_in_csv copy_out
-#                  notify_1 notify_100 cache)
+#                  notify_1 notify_100 cache concurrent concurrent_shared)
 #   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
 #   CARGO_TARGET_DIR  where the bench is built (default bench/target)
 #
@@ -49,9 +51,10 @@ done
 
 declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [pipeline_batch]=100000 [fetch_many]=1000000
     [insert_batch]=10000 [insert_pipeline]=10000 [copy_in_binary]=1000000 [copy_in_csv]=1000000
-    [copy_out]=1000000 [notify_1]=100000 [notify_100]=100000 [cache]=20000)
+    [copy_out]=1000000 [notify_1]=100000 [notify_100]=100000 [cache]=20000
+    [concurrent]=50000 [concurrent_shared]=50000)
 ALL_WORKLOADS=(latency pipeline pipeline_batch fetch_many insert_batch insert_pipeline
-    copy_in_binary copy_in_csv copy_out notify_1 notify_100 cache)
+    copy_in_binary copy_in_csv copy_out notify_1 notify_100 cache concurrent concurrent_shared)
 selected="${BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 read -r -a WORKLOADS <<<"${selected//,/ }"
 ((${#WORKLOADS[@]} > 0)) || die "BENCH_WORKLOADS selects no workload"
@@ -125,8 +128,9 @@ run_cell() {
         return 0
     fi
     printf '%s rss_kib=%s\n' "$line" "$(tail -n1 "$rss")"
-    # The cache workload's sanity check: our statement cache's counters.
-    grep '^statement cache' "$out" | sed 's/^/    /' || true
+    # Sanity checks: our statement cache's counters (cache workload), our
+    # pool's connections (concurrent workloads).
+    grep -E '^(statement cache|pool) ' "$out" | sed 's/^/    /' || true
     OPS[$key]+="$ops "
     RSS[$key]+="$(tail -n1 "$rss") "
 }
@@ -206,6 +210,8 @@ declare -A WORKLOAD_NOTE=(
     [notify_1]="notifications sent on one channel by the connection that listens, $IN_FLIGHT per pg_notify statement, each checked by 1 subscriber (ours only: tokio-postgres has no subscribers)"
     [notify_100]="the same notifications, each delivered to 100 subscribers on that connection (ops/s = notifications sent; deliveries are 100 times that)"
     [cache]="sequential executions cycling over 20 distinct statements by SQL text (tokio-postgres prepares each time; ours-nocache: statement_cache_size(0), unnamed statements)"
+    [concurrent]="SELECT \$1::int4 by 8 spawned tasks through a pool of 4 connections, each query taking a connection and giving it back: ours Pool::acquire + release, tokio-postgres deadpool-postgres (Fast recycling, prepare_cached)"
+    [concurrent_shared]="the same, ours with Pool::get_shared per query (tasks sharing a connection pipeline on it), tokio-postgres deadpool-postgres as in concurrent"
 )
 notes=()
 for w in "${WORKLOADS[@]}"; do

@@ -46,6 +46,16 @@
 //! - cache: N sequential executions cycling through 20 distinct statements
 //!   `SELECT $1::int4 + k`, by SQL text. Ours uses its statement cache;
 //!   tokio-postgres has none, so `query_one(text)` prepares every time.
+//! - concurrent: N `SELECT $1::int4` by 8 tasks (N/8 each, spawned on the
+//!   runtime) through a pool of 4 connections; every operation takes a
+//!   connection, runs the query, checks the answer and gives the connection
+//!   back. Ours: `Pool::acquire` and `release` (exclusive), the query by SQL
+//!   text through each connection's statement cache. tokio-postgres:
+//!   deadpool-postgres (default recycling, `Fast`), `get`, the statement
+//!   from its `prepare_cached`, then the object dropped.
+//! - concurrent_shared: the same, ours with `Pool::get_shared` (requests of
+//!   the tasks sharing a connection pipelined on it), the SharedConnection
+//!   dropped after each query; tokio-postgres as in concurrent.
 
 use std::error::Error;
 use std::future::Future;
@@ -61,6 +71,8 @@ use wasi_pg_client::types::Type;
 use wasi_pg_client::PipelineMode;
 
 type BoxError = Box<dyn Error>;
+/// What a spawned task fails with (tokio's tasks must be `Send`).
+type TaskError = Box<dyn Error + Send + Sync>;
 
 const ECHO_SQL: &str = "SELECT $1::int4";
 const CREATE_SQL: &str = "CREATE TEMP TABLE bench_insert (id int4, name text)";
@@ -81,6 +93,9 @@ const NOTIFY_SQL: &str =
     "SELECT count(pg_notify($1, g::text)) FROM generate_series($2::int4, $3::int4) g";
 /// Distinct statements of the cache workload.
 const CACHE_STATEMENTS: i32 = 20;
+/// The concurrent workloads: tasks, and connections in their pool.
+const TASKS: usize = 8;
+const POOL_SIZE: usize = 4;
 /// Untimed operations first, so connection setup, statement preparation and
 /// allocator growth stay out of the measurement.
 const WARM_UP: i32 = 200;
@@ -117,9 +132,11 @@ enum Workload {
     Notify1,
     Notify100,
     Cache,
+    Concurrent,
+    ConcurrentShared,
 }
 
-const WORKLOADS: [Workload; 12] = [
+const WORKLOADS: [Workload; 14] = [
     Workload::Latency,
     Workload::Pipeline,
     Workload::PipelineBatch,
@@ -132,6 +149,8 @@ const WORKLOADS: [Workload; 12] = [
     Workload::Notify1,
     Workload::Notify100,
     Workload::Cache,
+    Workload::Concurrent,
+    Workload::ConcurrentShared,
 ];
 
 struct Args {
@@ -181,6 +200,8 @@ impl Workload {
             Workload::Notify1 => "notify_1",
             Workload::Notify100 => "notify_100",
             Workload::Cache => "cache",
+            Workload::Concurrent => "concurrent",
+            Workload::ConcurrentShared => "concurrent_shared",
         }
     }
 
@@ -198,6 +219,7 @@ impl Workload {
             Workload::Notify1 => 100_000,
             Workload::Notify100 => 100_000,
             Workload::Cache => 20_000,
+            Workload::Concurrent | Workload::ConcurrentShared => 50_000,
         }
     }
 
@@ -209,6 +231,11 @@ impl Workload {
             Workload::CopyInBinary | Workload::CopyInCsv | Workload::CopyOut => Some("bench_copy"),
             _ => None,
         }
+    }
+
+    /// Whether it runs on a pool of connections rather than on one.
+    fn pooled(self) -> bool {
+        matches!(self, Workload::Concurrent | Workload::ConcurrentShared)
     }
 
     /// Whether it fills its table, so the warm-up's rows are deleted.
@@ -719,8 +746,176 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
                 check("sum", i + k, db.query_text(&sql[k as usize], i).await?)?;
             }
         }
+        Workload::Concurrent | Workload::ConcurrentShared => {
+            return Err(format!(
+                "{} runs on a pool, not one connection",
+                args.workload.name()
+            )
+            .into())
+        }
     }
     Ok(())
+}
+
+/// The pool of a concurrent workload, cloned into every task.
+#[derive(Clone)]
+enum EchoPool {
+    /// Ours, connections lent exclusively (`acquire`) or shared.
+    Ours {
+        pool: wasi_pg_client::pool::Pool,
+        shared: bool,
+    },
+    #[cfg(not(target_arch = "wasm32"))]
+    Deadpool(deadpool_postgres::Pool),
+}
+
+impl EchoPool {
+    /// Takes a connection, runs `SELECT $1::int4` with `i`, checks the
+    /// answer and gives the connection back.
+    async fn echo(&self, i: i32) -> Result<(), TaskError> {
+        let got: i32 = match self {
+            EchoPool::Ours {
+                pool,
+                shared: false,
+            } => {
+                let conn = pool.acquire().await?;
+                let got = conn.query_one(ECHO_SQL, &[&i]).await?.get(0)?;
+                conn.release().await;
+                got
+            }
+            EchoPool::Ours { pool, shared: true } => {
+                let conn = pool.get_shared().await?;
+                let got = conn.query_one(ECHO_SQL, &[&i]).await?.get(0)?;
+                drop(conn);
+                got
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            EchoPool::Deadpool(pool) => {
+                let client = pool.get().await?;
+                let statement = client.prepare_cached(ECHO_SQL).await?;
+                let got = client.query_one(&statement, &[&i]).await?.try_get(0)?;
+                drop(client);
+                got
+            }
+        };
+        if got == i {
+            Ok(())
+        } else {
+            Err(format!("echo: expected {i}, got {got}").into())
+        }
+    }
+
+    /// Ours: prints the pool's connections (the sanity check that the
+    /// tasks were spread over all of them).
+    fn report(&self, client: Client) {
+        match self {
+            EchoPool::Ours { pool, .. } => {
+                let status = pool.status();
+                eprintln!(
+                    "pool ({}, after the timed run): size={} idle={} in_use={} shared={} waiters={}",
+                    client.name(),
+                    status.size,
+                    status.idle,
+                    status.in_use,
+                    status.shared,
+                    status.waiters
+                );
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            EchoPool::Deadpool(_) => {}
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            EchoPool::Ours { pool, .. } => pool.close().await,
+            #[cfg(not(target_arch = "wasm32"))]
+            EchoPool::Deadpool(pool) => pool.close(),
+        }
+    }
+}
+
+/// Runs `values` through `pool.echo`, cut into `TASKS` consecutive shares,
+/// each on its own spawned task; waits for all of them.
+async fn echo_tasks(pool: &EchoPool, values: Range<i32>) -> Result<(), BoxError> {
+    let share = values.len().div_ceil(TASKS);
+    let tasks: Vec<_> = chunks(values, share)
+        .map(|share| {
+            let pool = pool.clone();
+            spawn(async move {
+                for i in share {
+                    pool.echo(i).await?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    Ok(())
+}
+
+/// Spawns `task` on the runtime; awaiting the result waits for it to end.
+#[cfg(not(target_arch = "wasm32"))]
+fn spawn<F>(task: F) -> impl Future<Output = Result<(), BoxError>>
+where
+    F: Future<Output = Result<(), TaskError>> + Send + 'static,
+{
+    let handle = tokio::spawn(task);
+    async move {
+        let result: Result<(), TaskError> = handle.await?;
+        result.map_err(|e| -> BoxError { e })
+    }
+}
+
+/// Spawns `task` on the runtime; awaiting the result waits for it to end.
+#[cfg(target_arch = "wasm32")]
+fn spawn<F>(task: F) -> impl Future<Output = Result<(), BoxError>>
+where
+    F: Future<Output = Result<(), TaskError>> + 'static,
+{
+    let task = wstd::runtime::spawn(task);
+    async move { task.await.map_err(|e| -> BoxError { e }) }
+}
+
+/// A concurrent workload: opens the pool, warms it up with the same tasks,
+/// then returns the seconds the timed run took.
+async fn measure_pooled(args: &Args, url: &str) -> Result<f64, BoxError> {
+    let pool = match args.client {
+        Client::Ours | Client::OursNoCache => {
+            let mut config = wasi_pg_client::Config::from_uri(url)?;
+            if let Client::OursNoCache = args.client {
+                config = config.statement_cache_size(0);
+            }
+            let pool = wasi_pg_client::pool::Pool::new(
+                wasi_pg_client::pool::PoolConfig::default()
+                    .connection(config)
+                    .max_size(POOL_SIZE),
+            )
+            .await?;
+            EchoPool::Ours {
+                pool,
+                shared: args.workload == Workload::ConcurrentShared,
+            }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        Client::TokioPostgres => {
+            let manager = deadpool_postgres::Manager::new(url.parse()?, tokio_postgres::NoTls);
+            EchoPool::Deadpool(
+                deadpool_postgres::Pool::builder(manager)
+                    .max_size(POOL_SIZE)
+                    .build()?,
+            )
+        }
+    };
+    echo_tasks(&pool, 0..WARM_UP).await?;
+    let start = Instant::now();
+    echo_tasks(&pool, 0..args.n).await?;
+    let secs = start.elapsed().as_secs_f64();
+    pool.report(args.client);
+    pool.close().await;
+    Ok(secs)
 }
 
 /// Sets up, warms up, then returns the seconds the timed run took (and
@@ -768,6 +963,9 @@ async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<f64, BoxError> {
 }
 
 async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
+    if args.workload.pooled() {
+        return measure_pooled(args, url).await;
+    }
     match args.client {
         Client::Ours | Client::OursNoCache => {
             let mut config = wasi_pg_client::Config::from_uri(url)?;
@@ -834,6 +1032,12 @@ fn in_flight(args: &Args) -> usize {
         }
         #[cfg(not(target_arch = "wasm32"))]
         (Workload::InsertPipeline, Client::TokioPostgres) => args.in_flight,
+        // Every task's request in flight, pipelined on the pool's connections.
+        (Workload::ConcurrentShared, Client::Ours | Client::OursNoCache) => TASKS,
+        // One request per lent connection.
+        (Workload::Concurrent, _) => TASKS.min(POOL_SIZE),
+        #[cfg(not(target_arch = "wasm32"))]
+        (Workload::ConcurrentShared, Client::TokioPostgres) => TASKS.min(POOL_SIZE),
         _ => 1,
     }
 }
