@@ -185,6 +185,47 @@ fn a_guard_dropped_mid_transaction_is_rolled_back_before_reuse() -> TestResult {
 }
 
 #[test]
+fn a_guard_dropped_while_its_query_runs_is_settled_before_reuse() -> TestResult {
+    run(async {
+        let table = common::unique("pool_inflight");
+        let admin = common::connect().await?;
+        admin
+            .simple_query(&format!(
+                "CREATE TABLE {table} (n int); GRANT ALL ON {table} TO PUBLIC"
+            ))
+            .await?;
+        let pool = Pool::new(pool_config(1)?).await?;
+        let guard = pool.acquire().await?;
+        let backend = pid(&guard).await?;
+        {
+            // Gave up on while the server still runs it, inside the
+            // transaction it opened: the pool cannot know the outcome
+            // until the answer is in.
+            let sql = format!("BEGIN; INSERT INTO {table} VALUES (1); SELECT pg_sleep(0.3)");
+            let running = std::pin::pin!(guard.simple_query(&sql));
+            let seen = std::pin::pin!(common::until_backend(
+                &admin,
+                backend,
+                "query LIKE '%pg_sleep%' AND state = 'active'"
+            ));
+            match futures_util::future::select(running, seen).await {
+                futures_util::future::Either::Right((seen, _)) => seen?,
+                futures_util::future::Either::Left((done, _)) => {
+                    return Err(format!("the query ended before it was seen: {done:?}").into())
+                }
+            }
+        }
+        drop(guard);
+        let next = within(LIMIT, "the next acquire", pool.acquire()).await??;
+        check_eq!(pid(&next).await?, backend);
+        check_eq!(common::count(&*next, &table).await?, 0);
+        next.release().await;
+        admin.simple_query(&format!("DROP TABLE {table}")).await?;
+        Ok(())
+    })
+}
+
+#[test]
 fn broken_connections_are_replaced_not_handed_out() -> TestResult {
     run(async {
         let pool = Pool::new(pool_config(2)?.min_idle(2).test_after_idle(Duration::ZERO)).await?;

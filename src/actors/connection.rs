@@ -120,9 +120,11 @@ pub(crate) enum Command {
     /// Answered, with the transaction status, once every request sent
     /// before it has been answered: how a pool learns the state a returned
     /// connection is really in. Held like any request while a lease is.
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     Settle { reply: oneshot::Sender<u8> },
     /// The server dropped every prepared statement (`DISCARD ALL`): forget
     /// the cache without closing them.
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     ForgetStatements,
     /// Finish queued work, send Terminate, then stop.
     Close { reply: oneshot::Sender<()> },
@@ -217,6 +219,8 @@ pub(crate) struct ConnectionActor<T> {
     statements: StatementCache,
     preparing: HashMap<String, Vec<oneshot::Sender<Result<Statement, PgError>>>>,
     closers: Vec<oneshot::Sender<()>>,
+    /// Commands taken from the mailbox, for `Shared::publish_settled`.
+    taken: u64,
     /// To the notification dispatcher.
     notifications: UnboundedSender<Notification>,
 }
@@ -250,6 +254,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             statements: StatementCache::new(statement_cache_size),
             preparing: HashMap::new(),
             closers: Vec::new(),
+            taken: 0,
             notifications,
         }
     }
@@ -349,7 +354,10 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         let mut mailbox_closed = false;
         while !self.mailbox_done && self.outgoing.len() < WRITE_HIGH_WATER {
             match self.mailbox.poll_recv(cx) {
-                Poll::Ready(Some(command)) => self.accept(command),
+                Poll::Ready(Some(command)) => {
+                    self.taken += 1;
+                    self.accept(command);
+                }
                 Poll::Ready(None) => {
                     self.mailbox_done = true;
                     mailbox_closed = true;
@@ -382,7 +390,19 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             // The loop decides whether the actor is done.
             return Poll::Ready(Event::MailboxDone);
         }
+        // Going to sleep: say whether everything taken so far is done.
+        self.shared.publish_settled(self.taken, self.is_idle());
         Poll::Pending
+    }
+
+    /// Nothing in flight, held back, leased or reserved: every answer to
+    /// what was taken is in, and the transaction status is final.
+    fn is_idle(&self) -> bool {
+        self.in_flight.is_empty()
+            && self.held.is_empty()
+            && self.leases.is_empty()
+            && self.reservations == 0
+            && self.pending_lease.is_none()
     }
 
     /// Takes a command from the mailbox: runs it now (or refuses it), or

@@ -187,6 +187,7 @@ impl Registry {
 
     /// The server stopped listening to everything (`DISCARD ALL`, which
     /// includes `UNLISTEN *`); subscribers stay, with no channel.
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     pub(crate) fn forget_channels(&mut self) {
         self.channels.clear();
     }

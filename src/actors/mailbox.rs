@@ -22,6 +22,9 @@ struct State<T> {
     waiting: Vec<Waker>,
     senders: usize,
     closed: bool,
+    /// Items ever queued: with the actor's count of items taken, tells a
+    /// sender whether everything it sent has reached the actor.
+    pushed: u64,
 }
 
 #[derive(Debug)]
@@ -50,6 +53,7 @@ pub(crate) fn mailbox<T>(bound: usize) -> (MailboxSender<T>, MailboxReceiver<T>)
         waiting: Vec::new(),
         senders: 1,
         closed: false,
+        pushed: 0,
     })));
     (MailboxSender(shared.clone()), MailboxReceiver(shared))
 }
@@ -93,6 +97,7 @@ impl<T> MailboxSender<T> {
             }
             if let Some(item) = item.take() {
                 state.queue.push_back(item);
+                state.pushed += 1;
             }
             let receiver = state.receiver.take();
             drop(state);
@@ -112,12 +117,19 @@ impl<T> MailboxSender<T> {
             return Err(Closed);
         }
         state.queue.push_back(item);
+        state.pushed += 1;
         let receiver = state.receiver.take();
         drop(state);
         if let Some(w) = receiver {
             w.wake();
         }
         Ok(())
+    }
+
+    /// How many items were ever queued (by every sender).
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
+    pub(crate) fn pushed(&self) -> u64 {
+        self.0.lock().pushed
     }
 
     /// Whether the actor closed the mailbox.

@@ -48,6 +48,7 @@ where
 /// Runs `fut` in the background if this thread is inside the runtime;
 /// returns false (dropping `fut`) when it is not, where `spawn` would panic
 /// (a `Drop` running after the tokio runtime was shut down, say).
+#[cfg_attr(not(feature = "pool"), allow(dead_code))]
 pub(crate) fn try_spawn<F>(fut: F) -> bool
 where
     F: Future<Output = ()> + Send + 'static,
@@ -126,6 +127,7 @@ pub(crate) async fn timeout<F: Future>(
 }
 
 /// The current monotonic time.
+#[cfg_attr(not(feature = "pool"), allow(dead_code))]
 pub(crate) fn now() -> Instant {
     Instant::now()
 }

@@ -45,6 +45,10 @@ pub(crate) struct Shared {
     /// Parameters set with `set_param`, in order, to apply again on a new
     /// session.
     session_params: Mutex<Vec<(String, String)>>,
+    /// What the actor last published before going to sleep: how many
+    /// commands it had taken from its mailbox (all but the low bit), and
+    /// whether every one of them was done (low bit).
+    settled: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -63,6 +67,23 @@ impl Shared {
     pub(crate) fn transaction_status(&self) -> u8 {
         self.transaction_status
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The actor has taken `taken` commands and, if `idle`, finished them
+    /// all (every answer in, no lease, nothing held back).
+    pub(crate) fn publish_settled(&self, taken: u64, idle: bool) {
+        self.settled.store(
+            taken << 1 | u64::from(idle),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+
+    /// The transaction status, if the actor had finished the first `sent`
+    /// commands and taken no others when it last published.
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
+    pub(crate) fn status_if_settled(&self, sent: u64) -> Option<u8> {
+        let settled = self.settled.load(std::sync::atomic::Ordering::Acquire);
+        (settled == sent << 1 | 1).then(|| self.transaction_status())
     }
 
     pub(crate) fn parameter(&self, name: &str) -> Option<String> {
@@ -100,6 +121,7 @@ impl Shared {
     }
 
     /// The server reset the session (`DISCARD ALL`): nothing to restore.
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     pub(crate) fn forget_session_params(&self) {
         lock(&self.session_params).clear();
     }

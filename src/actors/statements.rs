@@ -65,6 +65,7 @@ impl StatementCache {
 
     /// Forgets every statement: the server has already dropped them all
     /// (`DISCARD ALL`), so none needs a Close.
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     pub(crate) fn forget_all(&mut self) {
         if let Some(cache) = self.cache.as_mut() {
             cache.clear();

@@ -32,7 +32,6 @@ use crate::api::statement::{
 use crate::api::stream::RowStream;
 use crate::protocol::frontend;
 use crate::protocol::startup::StartupParams;
-use crate::sync::lock;
 use crate::transport::connect::{describe, open};
 use crate::transport::negotiate::{negotiate, Attempt};
 use crate::{AsyncTransport, DbError, PgError, SslMode};
@@ -453,31 +452,6 @@ impl Connection {
         let _ = self.inner.mailbox.force_send(Command::Release { lease });
     }
 
-    /// The transaction status (`b'I'`, `b'T'` or `b'E'`) once every
-    /// request sent before this call has been answered. No round trip to
-    /// the server: the actor answers when the answers before it are in.
-    pub(crate) async fn settle(&self) -> Result<u8, PgError> {
-        let (reply, status) = oneshot::channel();
-        self.send(Command::Settle { reply }).await?;
-        status.await.map_err(|_| self.shared().gone())
-    }
-
-    /// Forgets the client-side state of a session the server has just reset
-    /// (`DISCARD ALL`): prepared statements, parameters set with
-    /// `set_param`, listened channels.
-    pub(crate) fn forget_session(&self) {
-        let _ = self.inner.mailbox.force_send(Command::ForgetStatements);
-        self.inner.statements.clear();
-        self.shared().forget_session_params();
-        lock(&self.subscribers().registry).forget_channels();
-    }
-
-    /// Whether this handle (or a view of it sharing its clone count) is the
-    /// only one left: nobody else can send it anything.
-    pub(crate) fn is_sole_handle(&self) -> bool {
-        Arc::strong_count(&self.inner) == 1
-    }
-
     /// Runs SQL without parameters and returns its rows.
     ///
     /// The SQL may hold several statements separated by `;` (a DDL script,
@@ -869,6 +843,43 @@ impl Connection {
         }
         let _ = done.await;
         Ok(())
+    }
+}
+
+/// What the pool needs to know about, and do to, a connection it takes
+/// back.
+#[cfg(feature = "pool")]
+impl Connection {
+    /// The transaction status (`b'I'`, `b'T'` or `b'E'`) once every
+    /// request sent before this call has been answered. No round trip to
+    /// the server: the actor answers when the answers before it are in.
+    pub(crate) async fn settle(&self) -> Result<u8, PgError> {
+        let (reply, status) = oneshot::channel();
+        self.send(Command::Settle { reply }).await?;
+        status.await.map_err(|_| self.shared().gone())
+    }
+
+    /// The transaction status, when the actor is known to have finished
+    /// everything ever sent to it (so no `settle` is needed); `None` when
+    /// that is not known right now.
+    pub(crate) fn status_if_settled(&self) -> Option<u8> {
+        self.shared().status_if_settled(self.inner.mailbox.pushed())
+    }
+
+    /// Forgets the client-side state of a session the server has just reset
+    /// (`DISCARD ALL`): prepared statements, parameters set with
+    /// `set_param`, listened channels.
+    pub(crate) fn forget_session(&self) {
+        let _ = self.inner.mailbox.force_send(Command::ForgetStatements);
+        self.inner.statements.clear();
+        self.shared().forget_session_params();
+        crate::sync::lock(&self.subscribers().registry).forget_channels();
+    }
+
+    /// Whether this handle (or a view of it sharing its clone count) is the
+    /// only one left: nobody else can send it anything.
+    pub(crate) fn is_sole_handle(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
     }
 }
 

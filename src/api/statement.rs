@@ -119,6 +119,7 @@ impl StatementMemo {
     }
 
     /// Forgets everything (the server dropped every statement).
+    #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     pub(crate) fn clear(&self) {
         self.lock().clear();
     }

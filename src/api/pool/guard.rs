@@ -125,6 +125,14 @@ impl Drop for PooledConnection {
         };
         let slot = self.slot;
         let link = self.link.clone();
+        if is_clean(&conn, &link) {
+            // Nothing to reset: back by message at once.
+            let _ = link.tell(PoolCommand::Return {
+                slot,
+                conn: Some(conn),
+            });
+            return;
+        }
         // The reset needs round trips; it runs on its own task. Outside a
         // runtime (it was shut down), the connection is simply closed.
         if !rt::try_spawn(give_back(conn, slot, link.clone())) {
@@ -133,8 +141,21 @@ impl Drop for PooledConnection {
     }
 }
 
+/// Whether a connection can go back as it is: nobody else holds it, it is
+/// open, and its actor had finished everything sent to it, outside a
+/// transaction, when it last looked (so there is nothing to reset and no
+/// need to ask it). Most releases are this.
+fn is_clean(conn: &Connection, link: &PoolLink) -> bool {
+    !link.settings.discard_all_on_release
+        && conn.is_sole_handle()
+        && !conn.is_closed()
+        && conn.status_if_settled() == Some(b'I')
+}
+
 async fn give_back(conn: Connection, slot: Slot, link: Arc<PoolLink>) {
-    let reusable = if conn.is_sole_handle() {
+    let reusable = if is_clean(&conn, &link) {
+        true
+    } else if conn.is_sole_handle() {
         reset(&conn, &link).await
     } else {
         // Still referenced elsewhere: it leaves the pool and lives on with
