@@ -10,9 +10,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{count, expect_err, run, spawn, unique, within, TestResult};
+use common::{
+    bouncer_config, bouncer_config_for, count, expect_err, run, spawn, unique, within, TestResult,
+};
 use futures_util::future::join_all;
-use wasi_pg_client::{Config, Connection, PgError, PipelineMode, SslMode, ToSql, Type};
+use wasi_pg_client::{Connection, PgError, PipelineMode, ToSql, Type};
 
 /// A guard against a hang, never synchronisation.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -23,40 +25,6 @@ const SINGLE_SERVER_DB: &str = "pgtest_single";
 
 /// PgBouncer's default_pool_size in scripts/lib/pgbouncer.sh.
 const POOL_SIZE: usize = 4;
-
-fn bouncer_env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| {
-        format!(
-            "{name} is not set: these tests need the PgBouncer that scripts/test.sh starts \
-             in front of its PostgreSQL cluster (run scripts/test.sh, or start one with \
-             scripts/lib/pgbouncer.sh's pgbouncer_start and export PGTEST_BOUNCER_HOST, \
-             PGTEST_BOUNCER_PORT and PGTEST_DB)"
-        )
-    })
-}
-
-/// The role scripts/lib/pgbouncer.sh lets in, connecting to `dbname`
-/// through the bouncer, with the statement cache left at its default.
-fn bouncer_config_for(dbname: &str) -> Result<Config, String> {
-    let host = bouncer_env("PGTEST_BOUNCER_HOST")?;
-    let port: u16 = bouncer_env("PGTEST_BOUNCER_PORT")?
-        .parse()
-        .map_err(|e| format!("PGTEST_BOUNCER_PORT: {e}"))?;
-    Ok(Config::new()
-        .host(&host)
-        .port(port)
-        .dbname(dbname)
-        .user("scram_user")
-        .password("scram_secret")
-        .ssl_mode(SslMode::Disable)
-        .connect_timeout(Duration::from_secs(10)))
-}
-
-/// What a PgBouncer user in transaction mode configures: no statement cache.
-fn bouncer_config() -> Result<Config, String> {
-    let dbname = bouncer_env("PGTEST_DB")?;
-    Ok(bouncer_config_for(&dbname)?.statement_cache_size(0))
-}
 
 async fn connect_bouncer() -> Result<Connection, PgError> {
     let config = bouncer_config().map_err(PgError::Config)?;

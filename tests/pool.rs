@@ -470,3 +470,66 @@ fn a_connection_still_cloned_at_release_leaves_the_pool() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn a_pool_works_through_pgbouncer_in_transaction_mode() -> TestResult {
+    run(async {
+        let pool = Pool::new(
+            PoolConfig::default()
+                .connection(common::bouncer_config()?)
+                .max_size(4)
+                .sharers_per_connection(2),
+        )
+        .await?;
+        let table = common::unique("pool_bouncer");
+        pool.acquire()
+            .await?
+            .query(&format!("CREATE TABLE {table} (task int4, n int4)"))
+            .await?;
+        let mut tasks = Vec::new();
+        for task in 0..12i32 {
+            let (pool, table) = (pool.clone(), table.clone());
+            tasks.push(spawn(async move {
+                for n in 0..5i32 {
+                    // A transaction on a lent connection...
+                    let conn = pool.acquire().await?;
+                    let txn = conn.transaction().await?;
+                    txn.execute(
+                        &format!("INSERT INTO {table} VALUES ($1, $2)"),
+                        &[&task, &n],
+                    )
+                    .await?;
+                    if n == 4 {
+                        txn.rollback().await?;
+                    } else {
+                        txn.commit().await?;
+                    }
+                    conn.release().await;
+                    // ...and statements on shared ones, pipelined.
+                    let shared = pool.get_shared().await?;
+                    let mine: i64 = shared
+                        .query_one(
+                            &format!("SELECT count(*) FROM {table} WHERE task = $1"),
+                            &[&task],
+                        )
+                        .await?
+                        .get(0)?;
+                    // Rows 0..=3 were committed; row 4 was rolled back.
+                    if mine != i64::from(n.min(3) + 1) {
+                        return Err(PgError::Decode(format!(
+                            "task {task} saw {mine} rows after {n}"
+                        )));
+                    }
+                }
+                Ok(())
+            }));
+        }
+        for task in tasks {
+            within(LIMIT, "a task through the bouncer", task).await???;
+        }
+        let conn = pool.acquire().await?;
+        check_eq!(common::count(&*conn, &table).await?, 12 * 4);
+        conn.query(&format!("DROP TABLE {table}")).await?;
+        Ok(())
+    })
+}

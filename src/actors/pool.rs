@@ -395,10 +395,11 @@ impl PoolActor {
         Ok(())
     }
 
-    /// Shares the least used shared connection, or makes an idle one
-    /// shared when every shared one is in use. With `first_come` (nobody
-    /// waits ahead), a busy shared connection is shared further rather than
-    /// making the caller wait for one to be opened.
+    /// Shares the least used shared connection while it has fewer than
+    /// `sharers_per_connection` users, else makes an idle one shared. With
+    /// `first_come` (nobody waits ahead), a full shared connection is
+    /// shared further rather than making the caller wait for one to be
+    /// opened.
     fn share(
         &mut self,
         reply: oneshot::Sender<Result<SharedConnection, PgError>>,
@@ -414,7 +415,7 @@ impl PoolActor {
             .min_by_key(|(_, s)| s.users)
             .map(|(i, s)| (i, s.users));
         let index = match least {
-            Some((i, 0)) => i,
+            Some((i, users)) if users < self.settings.sharers_per_connection => i,
             _ => match self.pop_idle() {
                 Some(idle) => {
                     self.shared.push(Shared {

@@ -205,6 +205,40 @@ pub fn scram_config() -> Result<Config, String> {
     config_for("scram_user", Some("scram_secret"))
 }
 
+fn bouncer_env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| {
+        format!(
+            "{name} is not set: these tests need the PgBouncer that scripts/test.sh starts \
+             in front of its PostgreSQL cluster (run scripts/test.sh, or start one with \
+             scripts/lib/pgbouncer.sh's pgbouncer_start and export PGTEST_BOUNCER_HOST, \
+             PGTEST_BOUNCER_PORT and PGTEST_DB)"
+        )
+    })
+}
+
+/// The role scripts/lib/pgbouncer.sh lets in, connecting to `dbname`
+/// through the bouncer, with the statement cache left at its default.
+pub fn bouncer_config_for(dbname: &str) -> Result<Config, String> {
+    let host = bouncer_env("PGTEST_BOUNCER_HOST")?;
+    let port: u16 = bouncer_env("PGTEST_BOUNCER_PORT")?
+        .parse()
+        .map_err(|e| format!("PGTEST_BOUNCER_PORT: {e}"))?;
+    Ok(Config::new()
+        .host(&host)
+        .port(port)
+        .dbname(dbname)
+        .user("scram_user")
+        .password("scram_secret")
+        .ssl_mode(SslMode::Disable)
+        .connect_timeout(Duration::from_secs(10)))
+}
+
+/// What a PgBouncer user in transaction mode configures: no statement cache.
+pub fn bouncer_config() -> Result<Config, String> {
+    let dbname = bouncer_env("PGTEST_DB")?;
+    Ok(bouncer_config_for(&dbname)?.statement_cache_size(0))
+}
+
 pub async fn connect() -> Result<Connection, PgError> {
     let config = config().map_err(PgError::Config)?;
     Connection::connect(&config).await

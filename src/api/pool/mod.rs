@@ -61,6 +61,7 @@ pub struct PoolConfig {
     test_on_acquire: bool,
     test_after_idle: Duration,
     discard_all_on_release: bool,
+    sharers_per_connection: usize,
 }
 
 impl Default for PoolConfig {
@@ -79,6 +80,7 @@ impl Default for PoolConfig {
             test_on_acquire: true,
             test_after_idle: Duration::from_secs(1),
             discard_all_on_release: false,
+            sharers_per_connection: 8,
         }
     }
 }
@@ -150,6 +152,17 @@ impl PoolConfig {
         self
     }
 
+    /// How many callers of [`Pool::get_shared`] one connection takes
+    /// before another connection is brought into shared use (default 8).
+    /// Sharers pipeline their statements on one socket, which saves round
+    /// trips and server wake-ups; more connections let the server work on
+    /// more statements at once. Lower it for slow statements, raise it for
+    /// many quick ones.
+    pub fn sharers_per_connection(mut self, sharers: usize) -> Self {
+        self.sharers_per_connection = sharers;
+        self
+    }
+
     fn settings(self) -> Result<Settings, PgError> {
         let connection = self.connection.ok_or_else(|| {
             PgError::Config("the pool has no connection settings (PoolConfig::connection)".into())
@@ -180,6 +193,7 @@ impl PoolConfig {
             test_on_acquire: self.test_on_acquire,
             test_after_idle: self.test_after_idle,
             discard_all_on_release: self.discard_all_on_release,
+            sharers_per_connection: self.sharers_per_connection.max(1),
         })
     }
 }
@@ -196,6 +210,7 @@ pub(crate) struct Settings {
     pub(crate) test_on_acquire: bool,
     pub(crate) test_after_idle: Duration,
     pub(crate) discard_all_on_release: bool,
+    pub(crate) sharers_per_connection: usize,
 }
 
 /// A snapshot of a pool's connections and waiters ([`Pool::status`]).
