@@ -50,8 +50,8 @@ pub use protocol::copy_format::CsvField;
 pub use protocol::sql::IsolationLevel;
 pub use transport::AsyncTransport;
 
-/// Connection pooling (feature `pool`): a pool actor beside the connection
-/// actors, lending connections exclusively or shared.
+/// Connection pooling (feature `pool`): connections lent exclusively or
+/// shared, opened and retired by the pool's own tasks.
 #[cfg(feature = "pool")]
 pub mod pool {
     pub use crate::api::pool::{Pool, PoolConfig, PoolStatus, PooledConnection, SharedConnection};

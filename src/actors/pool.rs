@@ -1,53 +1,30 @@
-//! The pool actor: owns the idle connections, the FIFO of callers waiting
-//! for one, and the count of connections lent out.
+//! The pool's state, and the task that keeps it healthy.
 //!
-//! It never waits on a socket itself. Connections are opened by spawned
-//! tasks that report back by message; a returned connection is reset by
-//! whoever returns it (its guard) before it comes back; a health check runs
-//! in the acquiring task. So a slow server holds up only the caller who
-//! met it, never the pool's bookkeeping.
+//! Lending is done by the callers themselves, under one short mutex: taking
+//! an idle connection, taking one back, handing it straight to the first
+//! waiter. A message to a pool task for each of these would put two task
+//! switches on every query's path (a thread switch on a multi-thread
+//! runtime, a host poll under wstd), which the `concurrent` benchmark
+//! showed costing more than the query itself saves. What needs waiting runs
+//! on tasks: each connection is opened by a task of its own that reports
+//! back, the maintenance task closes old, idle and broken connections and
+//! keeps `min_idle` open on a timer, and a closing pool's connections are
+//! closed by a task. The lock is never held across an await, and nothing
+//! that could take it again (a guard's `Drop`) runs while it is held.
 //!
-//! A connection is idle, lent out exclusively (a [`PooledConnection`]), or
-//! shared: pipelined by several callers at once (each holding a
-//! [`SharedConnection`]) until the last of them is done.
+//! A connection is idle, lent to one caller (a [`PooledConnection`]), or
+//! shared by several (each holding a [`SharedConnection`]) until the last
+//! of them is done.
 
 use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
-use futures_util::StreamExt;
 
 use crate::actors::rt::{self, Instant};
 use crate::api::pool::{PoolStatus, PooledConnection, Settings, SharedConnection};
-use crate::sync::lock;
 use crate::{Connection, PgError};
-
-/// What handles and guards ask of the pool.
-pub(crate) enum PoolCommand {
-    /// A connection for this caller alone.
-    Acquire {
-        reply: oneshot::Sender<Result<PooledConnection, PgError>>,
-    },
-    /// A connection this caller may share with others.
-    Share {
-        reply: oneshot::Sender<Result<SharedConnection, PgError>>,
-    },
-    /// An exclusive guard is done: the connection, already reset, or
-    /// `None` when it broke or left the pool.
-    Return {
-        slot: Slot,
-        conn: Option<Connection>,
-    },
-    /// A shared guard is done.
-    Unshare { id: u64 },
-    /// Stop lending; answer once every connection is back and closed.
-    Close { reply: oneshot::Sender<()> },
-}
 
 /// Which connection a guard holds, and until when the pool keeps it.
 #[derive(Debug, Clone, Copy)]
@@ -73,23 +50,10 @@ pub(crate) struct Checkup {
     pub(crate) reset: bool,
 }
 
-/// The link every handle and guard holds to the actor.
-pub(crate) struct PoolLink {
-    pub(crate) commands: UnboundedSender<PoolCommand>,
-    pub(crate) status: Mutex<PoolStatus>,
-    pub(crate) settings: Settings,
-}
-
-impl PoolLink {
-    /// Tells the actor without waiting. The mailbox is unbounded because
-    /// every command stands for a caller waiting on its answer or for a
-    /// connection coming back, so it never holds more than the callers and
-    /// connections there are.
-    pub(crate) fn tell(&self, command: PoolCommand) -> Result<(), PgError> {
-        self.commands
-            .unbounded_send(command)
-            .map_err(|_| PgError::Closed("the pool has stopped".into()))
-    }
+/// A connection now, or a promise of one.
+pub(crate) enum Lending<T> {
+    Now(T),
+    Later(oneshot::Receiver<Result<T, PgError>>),
 }
 
 struct Idle {
@@ -127,22 +91,8 @@ impl Waiter {
     }
 }
 
-enum Event {
-    Command(PoolCommand),
-    Opened(Result<Connection, PgError>),
-    Tick,
-    /// Every handle and guard is gone.
-    Done,
-}
-
-type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-pub(crate) struct PoolActor {
-    link: Weak<PoolLink>,
-    settings: Settings,
-    commands: UnboundedReceiver<PoolCommand>,
-    opened_tx: UnboundedSender<Result<Connection, PgError>>,
-    opened: UnboundedReceiver<Result<Connection, PgError>>,
+#[derive(Default)]
+struct State {
     /// Most recently returned last: reused first, so under light load the
     /// rest stay idle long enough to be closed.
     idle: VecDeque<Idle>,
@@ -155,325 +105,11 @@ pub(crate) struct PoolActor {
     /// Connections to close once the pool has drained, and who waits.
     closing: Vec<Connection>,
     closers: Vec<oneshot::Sender<()>>,
-    tick_every: Option<Duration>,
-    timer: Option<Timer>,
 }
 
-impl PoolActor {
-    /// The actor and its link, with `initial` connections idle.
-    pub(crate) fn new(settings: Settings, initial: Vec<Connection>) -> (PoolActor, Arc<PoolLink>) {
-        let (commands_tx, commands) = unbounded();
-        let (opened_tx, opened) = unbounded();
-        let link = Arc::new(PoolLink {
-            commands: commands_tx,
-            status: Mutex::new(PoolStatus::default()),
-            settings: settings.clone(),
-        });
-        let tick_every = [settings.idle_timeout, settings.max_lifetime]
-            .into_iter()
-            .flatten()
-            .chain((settings.min_idle > 0).then_some(MAINTENANCE_TICK))
-            .map(|d| (d / 2).clamp(MIN_TICK, MAINTENANCE_TICK))
-            .min();
-        let mut actor = PoolActor {
-            link: Arc::downgrade(&link),
-            settings,
-            commands,
-            opened_tx,
-            opened,
-            idle: VecDeque::new(),
-            shared: Vec::new(),
-            lent: 0,
-            opening: 0,
-            waiters: VecDeque::new(),
-            next_id: 0,
-            closed: false,
-            closing: Vec::new(),
-            closers: Vec::new(),
-            tick_every,
-            timer: None,
-        };
-        for conn in initial {
-            actor.add_idle(conn);
-        }
-        actor.maintain();
-        actor.publish();
-        (actor, link)
-    }
-
-    pub(crate) async fn run(mut self) {
-        loop {
-            match poll_fn(|cx| self.poll_event(cx)).await {
-                Event::Command(command) => self.handle(command),
-                Event::Opened(result) => self.opened(result),
-                Event::Tick => self.maintain(),
-                Event::Done => return,
-            }
-            self.serve();
-            self.finish_closing();
-            self.publish();
-        }
-    }
-
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if let Poll::Ready(Some(result)) = self.opened.poll_next_unpin(cx) {
-            return Poll::Ready(Event::Opened(result));
-        }
-        match self.commands.poll_next_unpin(cx) {
-            Poll::Ready(Some(command)) => return Poll::Ready(Event::Command(command)),
-            Poll::Ready(None) => return Poll::Ready(Event::Done),
-            Poll::Pending => {}
-        }
-        if let Some(every) = self.tick_every {
-            let timer = self.timer.get_or_insert_with(|| Box::pin(rt::sleep(every)));
-            if timer.as_mut().poll(cx).is_ready() {
-                self.timer = None;
-                return Poll::Ready(Event::Tick);
-            }
-        }
-        Poll::Pending
-    }
-
-    fn handle(&mut self, command: PoolCommand) {
-        match command {
-            PoolCommand::Acquire { reply } => {
-                if self.closed {
-                    let _ = reply.send(Err(pool_closed()));
-                } else {
-                    self.waiters.push_back(Waiter::Exclusive(reply));
-                }
-            }
-            PoolCommand::Share { reply } => {
-                if self.closed {
-                    let _ = reply.send(Err(pool_closed()));
-                } else if self.waiters.is_empty() {
-                    // Nobody is ahead of it: served now if a connection can
-                    // be shared, else it waits like the rest.
-                    if let Err(reply) = self.share(reply, true) {
-                        self.waiters.push_back(Waiter::Shared(reply));
-                    }
-                } else {
-                    self.waiters.push_back(Waiter::Shared(reply));
-                }
-            }
-            PoolCommand::Return { slot, conn } => {
-                self.lent = self.lent.saturating_sub(1);
-                if let Some(conn) = conn {
-                    self.take_back(conn, slot, false);
-                }
-            }
-            PoolCommand::Unshare { id } => self.unshare(id),
-            PoolCommand::Close { reply } => {
-                self.closers.push(reply);
-                if !self.closed {
-                    self.closed = true;
-                    for waiter in self.waiters.drain(..) {
-                        waiter.fail(pool_closed());
-                    }
-                    self.closing
-                        .extend(self.idle.drain(..).map(|idle| idle.conn));
-                    self.demote_unused_shared();
-                }
-            }
-        }
-    }
-
-    fn opened(&mut self, result: Result<Connection, PgError>) {
-        self.opening = self.opening.saturating_sub(1);
-        match result {
-            Ok(conn) => self.add_idle(conn),
-            Err(error) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(%error, "the pool could not open a connection");
-                // The caller it was opened for hears why, rather than
-                // waiting for its timeout.
-                while let Some(waiter) = self.waiters.pop_front() {
-                    if !waiter.is_gone() {
-                        waiter.fail(error);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn add_idle(&mut self, conn: Connection) {
-        self.next_id += 1;
-        let retire_at = self.settings.max_lifetime.map(|lifetime| {
-            // Up to an eighth of the lifetime earlier, at random.
-            let spread = lifetime / 8;
-            let nanos = spread.as_nanos().max(1) as u64;
-            rt::now() + lifetime - Duration::from_nanos(rt::random_u64() % nanos)
-        });
-        let slot = Slot {
-            id: self.next_id,
-            retire_at,
-        };
-        self.take_back(conn, slot, false);
-    }
-
-    /// A connection is free again: idle, unless it is broken, too old, or
-    /// the pool is closing.
-    fn take_back(&mut self, conn: Connection, slot: Slot, dirty: bool) {
-        if conn.is_closed() || slot.expired(rt::now()) {
-            return;
-        }
-        if self.closed {
-            self.closing.push(conn);
-            return;
-        }
-        self.idle.push_back(Idle {
-            conn,
-            slot,
-            since: rt::now(),
-            dirty,
-        });
-    }
-
+impl State {
     fn size(&self) -> usize {
         self.idle.len() + self.shared.len() + self.lent + self.opening
-    }
-
-    /// Hands out what can be handed out, in FIFO order, and opens
-    /// connections for the callers still waiting.
-    fn serve(&mut self) {
-        if self.closed {
-            return;
-        }
-        while let Some(waiter) = self.waiters.pop_front() {
-            let unserved = match waiter {
-                _ if waiter.is_gone() => continue,
-                Waiter::Exclusive(reply) => self.lend(reply).err().map(Waiter::Exclusive),
-                Waiter::Shared(reply) => self.share(reply, false).err().map(Waiter::Shared),
-            };
-            if let Some(waiter) = unserved {
-                self.waiters.push_front(waiter);
-                break;
-            }
-        }
-        let wanted = self.waiters.len().saturating_sub(self.opening);
-        let room = self.settings.max_size.saturating_sub(self.size());
-        for _ in 0..wanted.min(room) {
-            self.open();
-        }
-    }
-
-    /// Lends the most recently used healthy idle connection; gives `reply`
-    /// back when there is none.
-    fn lend(
-        &mut self,
-        reply: oneshot::Sender<Result<PooledConnection, PgError>>,
-    ) -> Result<(), oneshot::Sender<Result<PooledConnection, PgError>>> {
-        let Some(idle) = self.pop_idle() else {
-            return Err(reply);
-        };
-        let Some(link) = self.link.upgrade() else {
-            return Err(reply);
-        };
-        let checkup = Checkup {
-            ping: self.settings.test_on_acquire
-                && idle.since.elapsed() >= self.settings.test_after_idle,
-            reset: idle.dirty,
-        };
-        let Idle {
-            conn, since, dirty, ..
-        } = idle;
-        self.lent += 1;
-        let guard = PooledConnection::new(conn, idle.slot, checkup, link);
-        if let Err(Ok(guard)) = reply.send(Ok(guard)) {
-            // The caller gave up just now: the connection stays ours.
-            self.lent -= 1;
-            if let Some((conn, slot)) = guard.disarm() {
-                self.idle.push_back(Idle {
-                    conn,
-                    slot,
-                    since,
-                    dirty,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Shares the least used shared connection while it has fewer than
-    /// `sharers_per_connection` users, else makes an idle one shared. With
-    /// `first_come` (nobody waits ahead), a full shared connection is
-    /// shared further rather than making the caller wait for one to be
-    /// opened.
-    fn share(
-        &mut self,
-        reply: oneshot::Sender<Result<SharedConnection, PgError>>,
-        first_come: bool,
-    ) -> Result<(), oneshot::Sender<Result<SharedConnection, PgError>>> {
-        let now = rt::now();
-        self.shared.retain(|s| !s.conn.is_closed());
-        let least = self
-            .shared
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.slot.expired(now))
-            .min_by_key(|(_, s)| s.users)
-            .map(|(i, s)| (i, s.users));
-        let index = match least {
-            Some((i, users)) if users < self.settings.sharers_per_connection => i,
-            _ => match self.pop_idle() {
-                Some(idle) => {
-                    self.shared.push(Shared {
-                        conn: idle.conn,
-                        slot: idle.slot,
-                        users: 0,
-                    });
-                    self.shared.len() - 1
-                }
-                None => match least {
-                    Some((i, _)) => {
-                        if first_come && self.size() < self.settings.max_size {
-                            // Grow for the next caller; this one shares now.
-                            self.open();
-                        }
-                        i
-                    }
-                    None => return Err(reply),
-                },
-            },
-        };
-        let Some(link) = self.link.upgrade() else {
-            return Err(reply);
-        };
-        let shared = &mut self.shared[index];
-        let guard = SharedConnection::new(shared.conn.clone(), shared.slot.id, link);
-        shared.users += 1;
-        if let Err(Ok(guard)) = reply.send(Ok(guard)) {
-            guard.disarm();
-            shared.users -= 1;
-        }
-        Ok(())
-    }
-
-    fn unshare(&mut self, id: u64) {
-        if let Some(shared) = self.shared.iter_mut().find(|s| s.slot.id == id) {
-            shared.users = shared.users.saturating_sub(1);
-        }
-        self.demote_unused_shared();
-    }
-
-    /// Shared connections nobody uses any more become idle (if no clone of
-    /// them is left anywhere), to be lent exclusively after a reset. While
-    /// closing, one still cloned somewhere is let go (its clones keep it).
-    fn demote_unused_shared(&mut self) {
-        let mut i = 0;
-        while i < self.shared.len() {
-            let s = &self.shared[i];
-            let free = s.conn.is_sole_handle() || s.conn.is_closed();
-            if s.users == 0 && (free || self.closed) {
-                let s = self.shared.swap_remove(i);
-                if free {
-                    self.take_back(s.conn, s.slot, true);
-                }
-            } else {
-                i += 1;
-            }
-        }
     }
 
     /// The newest idle connection that is still healthy and young enough.
@@ -486,27 +122,345 @@ impl PoolActor {
         }
         None
     }
+}
 
-    fn open(&mut self) {
-        self.opening += 1;
+/// The pool: what every handle and guard holds.
+pub(crate) struct PoolCore {
+    state: Mutex<State>,
+    pub(crate) settings: Settings,
+    /// Dropped with the pool: ends the maintenance task at once (a pending
+    /// timer would keep a wasm program from exiting until it fires).
+    _stop_maintenance: oneshot::Sender<()>,
+}
+
+impl PoolCore {
+    /// The pool, with `initial` connections idle, and its maintenance task.
+    pub(crate) fn start(settings: Settings, initial: Vec<Connection>) -> Arc<PoolCore> {
+        let (stop, stopped) = oneshot::channel();
+        let every = [settings.idle_timeout, settings.max_lifetime]
+            .into_iter()
+            .flatten()
+            .chain((settings.min_idle > 0).then_some(MAINTENANCE_TICK))
+            .map(|d| (d / 2).clamp(MIN_TICK, MAINTENANCE_TICK))
+            .min();
+        let core = Arc::new(PoolCore {
+            state: Mutex::new(State::default()),
+            settings,
+            _stop_maintenance: stop,
+        });
+        {
+            let mut state = core.lock();
+            for conn in initial {
+                core.add(&mut state, conn);
+            }
+        }
+        core.maintain();
+        if let Some(every) = every {
+            rt::spawn(maintain_every(Arc::downgrade(&core), every, stopped));
+        }
+        core
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        crate::sync::lock(&self.state)
+    }
+
+    /// An exclusive connection now, if one is idle and nobody waits ahead;
+    /// else a place in the queue.
+    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Lending<PooledConnection>, PgError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(pool_closed());
+        }
+        if state.waiters.is_empty() {
+            if let Some(idle) = state.pop_idle() {
+                return Ok(Lending::Now(self.lend(&mut state, idle)));
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        state.waiters.push_back(Waiter::Exclusive(reply));
+        self.serve(&mut state);
+        Ok(Lending::Later(answer))
+    }
+
+    /// A shared connection now, unless callers wait ahead or none exists
+    /// yet; else a place in the queue.
+    pub(crate) fn share(self: &Arc<Self>) -> Result<Lending<SharedConnection>, PgError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(pool_closed());
+        }
+        if state.waiters.is_empty() {
+            if let Some(shared) = self.share_one(&mut state, true) {
+                return Ok(Lending::Now(shared));
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        state.waiters.push_back(Waiter::Shared(reply));
+        self.serve(&mut state);
+        Ok(Lending::Later(answer))
+    }
+
+    /// An exclusive guard is done: `conn` is reset (or `None`: it broke or
+    /// left the pool).
+    pub(crate) fn give_back(self: &Arc<Self>, slot: Slot, conn: Option<Connection>) {
+        let mut state = self.lock();
+        state.lent = state.lent.saturating_sub(1);
+        if let Some(conn) = conn {
+            self.take_back(&mut state, conn, slot, false);
+        }
+        self.serve(&mut state);
+        self.finish_closing(&mut state);
+    }
+
+    /// A shared guard is done.
+    pub(crate) fn unshare(self: &Arc<Self>, id: u64) {
+        let mut state = self.lock();
+        if let Some(shared) = state.shared.iter_mut().find(|s| s.slot.id == id) {
+            shared.users = shared.users.saturating_sub(1);
+        }
+        self.demote_unused_shared(&mut state);
+        self.serve(&mut state);
+        self.finish_closing(&mut state);
+    }
+
+    /// Stops lending; the answer comes once every connection is back and
+    /// closed.
+    pub(crate) fn close(self: &Arc<Self>) -> oneshot::Receiver<()> {
+        let (reply, done) = oneshot::channel();
+        let mut state = self.lock();
+        state.closers.push(reply);
+        if !state.closed {
+            state.closed = true;
+            for waiter in std::mem::take(&mut state.waiters) {
+                waiter.fail(pool_closed());
+            }
+            let idle: Vec<Connection> = state.idle.drain(..).map(|idle| idle.conn).collect();
+            state.closing.extend(idle);
+            self.demote_unused_shared(&mut state);
+        }
+        self.finish_closing(&mut state);
+        done
+    }
+
+    pub(crate) fn status(&self) -> PoolStatus {
+        let state = self.lock();
+        PoolStatus {
+            size: state.size(),
+            idle: state.idle.len(),
+            in_use: state.lent,
+            shared: state.shared.len(),
+            waiters: state.waiters.iter().filter(|w| !w.is_gone()).count(),
+            max_size: self.settings.max_size,
+            closed: state.closed,
+        }
+    }
+
+    fn lend(self: &Arc<Self>, state: &mut State, idle: Idle) -> PooledConnection {
+        let checkup = Checkup {
+            ping: self.settings.test_on_acquire
+                && idle.since.elapsed() >= self.settings.test_after_idle,
+            reset: idle.dirty,
+        };
+        state.lent += 1;
+        PooledConnection::new(idle.conn, idle.slot, checkup, self.clone())
+    }
+
+    /// Shares the least used shared connection while it has fewer than
+    /// `sharers_per_connection` users, else makes an idle one shared. With
+    /// `first_come` (nobody waits ahead), a full shared connection is
+    /// shared further rather than making the caller wait for one to be
+    /// opened.
+    fn share_one(
+        self: &Arc<Self>,
+        state: &mut State,
+        first_come: bool,
+    ) -> Option<SharedConnection> {
+        let now = rt::now();
+        state.shared.retain(|s| !s.conn.is_closed());
+        let least = state
+            .shared
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.slot.expired(now))
+            .min_by_key(|(_, s)| s.users)
+            .map(|(i, s)| (i, s.users));
+        let index = match least {
+            Some((i, users)) if users < self.settings.sharers_per_connection => i,
+            _ => match state.pop_idle() {
+                Some(idle) => {
+                    state.shared.push(Shared {
+                        conn: idle.conn,
+                        slot: idle.slot,
+                        users: 0,
+                    });
+                    state.shared.len() - 1
+                }
+                None => {
+                    let (i, _) = least?;
+                    if first_come && state.size() < self.settings.max_size {
+                        // Grow for the next caller; this one shares now.
+                        self.open(state);
+                    }
+                    i
+                }
+            },
+        };
+        let shared = &mut state.shared[index];
+        shared.users += 1;
+        Some(SharedConnection::new(
+            shared.conn.clone(),
+            shared.slot.id,
+            self.clone(),
+        ))
+    }
+
+    /// Hands out what can be handed out, first come first served, and opens
+    /// connections for the callers still waiting.
+    fn serve(self: &Arc<Self>, state: &mut State) {
+        if state.closed {
+            return;
+        }
+        while let Some(waiter) = state.waiters.pop_front() {
+            let unserved = match waiter {
+                _ if waiter.is_gone() => continue,
+                Waiter::Exclusive(reply) => match state.pop_idle() {
+                    Some(idle) => {
+                        let guard = self.lend(state, idle);
+                        if let Err(Ok(guard)) = reply.send(Ok(guard)) {
+                            // It gave up just now: the connection stays.
+                            state.lent -= 1;
+                            if let Some((conn, slot)) = guard.disarm() {
+                                self.take_back(state, conn, slot, false);
+                            }
+                        }
+                        None
+                    }
+                    None => Some(Waiter::Exclusive(reply)),
+                },
+                Waiter::Shared(reply) => match self.share_one(state, false) {
+                    Some(shared) => {
+                        if let Err(Ok(shared)) = reply.send(Ok(shared)) {
+                            let id = shared.disarm();
+                            if let Some(s) = state.shared.iter_mut().find(|s| s.slot.id == id) {
+                                s.users -= 1;
+                            }
+                        }
+                        None
+                    }
+                    None => Some(Waiter::Shared(reply)),
+                },
+            };
+            if let Some(waiter) = unserved {
+                state.waiters.push_front(waiter);
+                break;
+            }
+        }
+        let wanted = state.waiters.len().saturating_sub(state.opening);
+        let room = self.settings.max_size.saturating_sub(state.size());
+        for _ in 0..wanted.min(room) {
+            self.open(state);
+        }
+    }
+
+    /// A new connection joins the pool (idle, or straight to a waiter).
+    fn add(self: &Arc<Self>, state: &mut State, conn: Connection) {
+        state.next_id += 1;
+        let retire_at = self.settings.max_lifetime.map(|lifetime| {
+            // Up to an eighth of the lifetime earlier, at random.
+            let spread = lifetime / 8;
+            let nanos = spread.as_nanos().max(1) as u64;
+            rt::now() + lifetime - Duration::from_nanos(rt::random_u64() % nanos)
+        });
+        let slot = Slot {
+            id: state.next_id,
+            retire_at,
+        };
+        self.take_back(state, conn, slot, false);
+    }
+
+    /// A connection is free again: idle, unless it is broken, too old, or
+    /// the pool is closing.
+    fn take_back(&self, state: &mut State, conn: Connection, slot: Slot, dirty: bool) {
+        if conn.is_closed() || slot.expired(rt::now()) {
+            return;
+        }
+        if state.closed {
+            state.closing.push(conn);
+            return;
+        }
+        state.idle.push_back(Idle {
+            conn,
+            slot,
+            since: rt::now(),
+            dirty,
+        });
+    }
+
+    /// Shared connections nobody uses any more become idle (if no clone of
+    /// them is left anywhere), to be lent exclusively after a reset. While
+    /// closing, one still cloned somewhere is let go (its clones keep it).
+    fn demote_unused_shared(&self, state: &mut State) {
+        let mut i = 0;
+        while i < state.shared.len() {
+            let s = &state.shared[i];
+            let free = s.conn.is_sole_handle() || s.conn.is_closed();
+            if s.users == 0 && (free || state.closed) {
+                let s = state.shared.swap_remove(i);
+                if free {
+                    self.take_back(state, s.conn, s.slot, true);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn open(self: &Arc<Self>, state: &mut State) {
+        state.opening += 1;
         let config = self.settings.connection.clone();
-        let report = self.opened_tx.clone();
+        let core = Arc::downgrade(self);
         rt::spawn(async move {
             let result = Connection::connect(&config).await;
-            let _ = report.unbounded_send(result);
+            if let Some(core) = core.upgrade() {
+                core.opened(result);
+            }
         });
+    }
+
+    fn opened(self: &Arc<Self>, result: Result<Connection, PgError>) {
+        let mut state = self.lock();
+        state.opening = state.opening.saturating_sub(1);
+        match result {
+            Ok(conn) => self.add(&mut state, conn),
+            Err(error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(%error, "the pool could not open a connection");
+                // The caller it was opened for hears why, rather than
+                // waiting for its timeout.
+                while let Some(waiter) = state.waiters.pop_front() {
+                    if !waiter.is_gone() {
+                        waiter.fail(error);
+                        break;
+                    }
+                }
+            }
+        }
+        self.serve(&mut state);
+        self.finish_closing(&mut state);
     }
 
     /// Closes idle connections that are broken, too old, or idle too long
     /// (down to `min_idle`), and opens connections up to `min_idle`.
-    fn maintain(&mut self) {
-        if self.closed {
+    fn maintain(self: &Arc<Self>) {
+        let mut state = self.lock();
+        if state.closed {
             return;
         }
         let now = rt::now();
         let settings = &self.settings;
-        let mut keep = self.idle.len();
-        self.idle.retain(|idle| {
+        let mut keep = state.idle.len();
+        state.idle.retain(|idle| {
             let stale = settings
                 .idle_timeout
                 .is_some_and(|limit| now.duration_since(idle.since) >= limit);
@@ -518,51 +472,39 @@ impl PoolActor {
             }
             !drop
         });
-        self.demote_unused_shared();
-        let missing = self
-            .settings
+        self.demote_unused_shared(&mut state);
+        let missing = settings
             .min_idle
-            .saturating_sub(self.idle.len() + self.opening);
-        let room = self.settings.max_size.saturating_sub(self.size());
+            .saturating_sub(state.idle.len() + state.opening);
+        let room = settings.max_size.saturating_sub(state.size());
         for _ in 0..missing.min(room) {
-            self.open();
+            self.open(&mut state);
         }
+        self.serve(&mut state);
     }
 
     /// Once closed and everything is back, closes the connections (each
     /// finishing its queued work and sending Terminate) and answers.
-    fn finish_closing(&mut self) {
-        if !self.closed || self.closers.is_empty() {
+    fn finish_closing(&self, state: &mut State) {
+        if !state.closed || state.closers.is_empty() {
             return;
         }
-        self.demote_unused_shared();
-        if self.lent > 0 || self.opening > 0 || !self.shared.is_empty() {
+        if state.lent > 0 || state.opening > 0 || !state.shared.is_empty() {
             return;
         }
-        let conns = std::mem::take(&mut self.closing);
-        let closers = std::mem::take(&mut self.closers);
-        rt::spawn(async move {
+        let conns = std::mem::take(&mut state.closing);
+        let closers = std::mem::take(&mut state.closers);
+        let closing = async move {
             for conn in conns {
                 let _ = conn.close().await;
             }
             for closer in closers {
                 let _ = closer.send(());
             }
-        });
-    }
-
-    fn publish(&self) {
-        let Some(link) = self.link.upgrade() else {
-            return;
         };
-        let mut status = lock(&link.status);
-        status.size = self.size();
-        status.idle = self.idle.len();
-        status.in_use = self.lent;
-        status.shared = self.shared.len();
-        status.waiters = self.waiters.iter().filter(|w| !w.is_gone()).count();
-        status.max_size = self.settings.max_size;
-        status.closed = self.closed;
+        // From a guard dropped outside the runtime, the connections are
+        // dropped instead (each still sends Terminate when its actor runs).
+        rt::try_spawn(closing);
     }
 }
 
@@ -570,6 +512,20 @@ impl PoolActor {
 const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
 /// And at most this often (for tiny timeouts in tests).
 const MIN_TICK: Duration = Duration::from_millis(10);
+
+async fn maintain_every(core: Weak<PoolCore>, every: Duration, mut stop: oneshot::Receiver<()>) {
+    use futures_util::future::{select, Either};
+    loop {
+        let tick = std::pin::pin!(rt::sleep(every));
+        if let Either::Right(_) = select(tick, &mut stop).await {
+            return;
+        }
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        core.maintain();
+    }
+}
 
 fn pool_closed() -> PgError {
     PgError::Closed("the pool is closed".into())

@@ -9,7 +9,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::actors::pool::{Checkup, PoolCommand, PoolLink, Slot};
+use crate::actors::pool::{Checkup, PoolCore, Slot};
 use crate::actors::rt;
 use crate::{Connection, PgError};
 
@@ -26,7 +26,7 @@ pub struct PooledConnection {
     conn: Option<Connection>,
     slot: Slot,
     checkup: Checkup,
-    link: Arc<PoolLink>,
+    core: Arc<PoolCore>,
 }
 
 impl std::fmt::Debug for PooledConnection {
@@ -42,13 +42,13 @@ impl PooledConnection {
         conn: Connection,
         slot: Slot,
         checkup: Checkup,
-        link: Arc<PoolLink>,
+        core: Arc<PoolCore>,
     ) -> PooledConnection {
         PooledConnection {
             conn: Some(conn),
             slot,
             checkup,
-            link,
+            core,
         }
     }
 
@@ -68,7 +68,7 @@ impl PooledConnection {
         if self.checkup.ping {
             conn.simple_query("").await?;
         }
-        if self.checkup.reset && !reset(conn, &self.link).await {
+        if self.checkup.reset && !reset(conn, &self.core).await {
             return Err(PgError::Closed(
                 "the pooled connection could not be reset".into(),
             ));
@@ -82,7 +82,7 @@ impl PooledConnection {
     /// closed instead.
     pub async fn release(mut self) {
         if let Some(conn) = self.conn.take() {
-            give_back(conn, self.slot, self.link.clone()).await;
+            give_back(conn, self.slot, self.core.clone()).await;
         }
     }
 
@@ -90,10 +90,7 @@ impl PooledConnection {
     /// another when it needs one.
     pub fn detach(mut self) -> Connection {
         let conn = self.conn.take();
-        let _ = self.link.tell(PoolCommand::Return {
-            slot: self.slot,
-            conn: None,
-        });
+        self.core.give_back(self.slot, None);
         match conn {
             Some(conn) => conn,
             None => unreachable_disarm(),
@@ -124,19 +121,15 @@ impl Drop for PooledConnection {
             return;
         };
         let slot = self.slot;
-        let link = self.link.clone();
-        if is_clean(&conn, &link) {
-            // Nothing to reset: back by message at once.
-            let _ = link.tell(PoolCommand::Return {
-                slot,
-                conn: Some(conn),
-            });
+        if is_clean(&conn, &self.core) {
+            // Nothing to reset: back at once.
+            self.core.give_back(slot, Some(conn));
             return;
         }
         // The reset needs round trips; it runs on its own task. Outside a
         // runtime (it was shut down), the connection is simply closed.
-        if !rt::try_spawn(give_back(conn, slot, link.clone())) {
-            let _ = link.tell(PoolCommand::Return { slot, conn: None });
+        if !rt::try_spawn(give_back(conn, slot, self.core.clone())) {
+            self.core.give_back(slot, None);
         }
     }
 }
@@ -145,33 +138,30 @@ impl Drop for PooledConnection {
 /// open, and its actor had finished everything sent to it, outside a
 /// transaction, when it last looked (so there is nothing to reset and no
 /// need to ask it). Most releases are this.
-fn is_clean(conn: &Connection, link: &PoolLink) -> bool {
-    !link.settings.discard_all_on_release
+fn is_clean(conn: &Connection, core: &PoolCore) -> bool {
+    !core.settings.discard_all_on_release
         && conn.is_sole_handle()
         && !conn.is_closed()
         && conn.status_if_settled() == Some(b'I')
 }
 
-async fn give_back(conn: Connection, slot: Slot, link: Arc<PoolLink>) {
-    let reusable = if is_clean(&conn, &link) {
+async fn give_back(conn: Connection, slot: Slot, core: Arc<PoolCore>) {
+    let reusable = if is_clean(&conn, &core) {
         true
     } else if conn.is_sole_handle() {
-        reset(&conn, &link).await
+        reset(&conn, &core).await
     } else {
         // Still referenced elsewhere: it leaves the pool and lives on with
         // those clones.
         false
     };
-    let _ = link.tell(PoolCommand::Return {
-        slot,
-        conn: reusable.then_some(conn),
-    });
+    core.give_back(slot, reusable.then_some(conn));
 }
 
 /// Brings a connection nobody else holds back to a clean session; false
 /// if it broke or took longer than `acquire_timeout`.
-async fn reset(conn: &Connection, link: &PoolLink) -> bool {
-    let settings = &link.settings;
+async fn reset(conn: &Connection, core: &PoolCore) -> bool {
+    let settings = &core.settings;
     let work = async {
         if conn.is_closed() {
             return false;
@@ -209,7 +199,7 @@ async fn reset(conn: &Connection, link: &PoolLink) -> bool {
 pub struct SharedConnection {
     conn: Connection,
     id: u64,
-    link: Option<Arc<PoolLink>>,
+    core: Option<Arc<PoolCore>>,
 }
 
 impl std::fmt::Debug for SharedConnection {
@@ -221,17 +211,19 @@ impl std::fmt::Debug for SharedConnection {
 }
 
 impl SharedConnection {
-    pub(crate) fn new(conn: Connection, id: u64, link: Arc<PoolLink>) -> SharedConnection {
+    pub(crate) fn new(conn: Connection, id: u64, core: Arc<PoolCore>) -> SharedConnection {
         SharedConnection {
             conn,
             id,
-            link: Some(link),
+            core: Some(core),
         }
     }
 
-    /// Drops it without telling the pool (the caller never saw it).
-    pub(crate) fn disarm(mut self) {
-        self.link = None;
+    /// Drops it without telling the pool (the caller never saw it; the
+    /// pool, holding its lock, counts it itself). Returns its id.
+    pub(crate) fn disarm(mut self) -> u64 {
+        self.core = None;
+        self.id
     }
 }
 
@@ -245,8 +237,8 @@ impl Deref for SharedConnection {
 
 impl Drop for SharedConnection {
     fn drop(&mut self) {
-        if let Some(link) = self.link.take() {
-            let _ = link.tell(PoolCommand::Unshare { id: self.id });
+        if let Some(core) = self.core.take() {
+            core.unshare(self.id);
         }
     }
 }

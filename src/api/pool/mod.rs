@@ -18,11 +18,8 @@ mod guard;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_channel::oneshot;
-
-use crate::actors::pool::{PoolActor, PoolCommand, PoolLink};
+use crate::actors::pool::{Lending, PoolCore};
 use crate::actors::rt;
-use crate::sync::lock;
 use crate::{Config, Connection, PgError};
 
 pub use guard::{PooledConnection, SharedConnection};
@@ -233,14 +230,14 @@ pub struct PoolStatus {
     pub closed: bool,
 }
 
-/// A pool of connections, run by an actor beside the connection actors.
+/// A pool of connections beside the connection actors.
 ///
 /// `Clone + Send + Sync`: clones are handles to the same pool. Waiting
 /// callers are served first come, first served. The pool ends when its last
 /// handle and its last lent connection are gone, closing what it holds.
 #[derive(Clone)]
 pub struct Pool {
-    link: Arc<PoolLink>,
+    core: Arc<PoolCore>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -269,9 +266,9 @@ impl Pool {
     }
 
     fn start(settings: Settings, initial: Vec<Connection>) -> Pool {
-        let (actor, link) = PoolActor::new(settings, initial);
-        rt::spawn(actor.run());
-        Pool { link }
+        Pool {
+            core: PoolCore::start(settings, initial),
+        }
     }
 
     /// A connection for this caller alone, waiting (first come, first
@@ -283,9 +280,10 @@ impl Pool {
     pub async fn acquire(&self) -> Result<PooledConnection, PgError> {
         self.waiting("acquiring a pooled connection", async {
             loop {
-                let (reply, answer) = oneshot::channel();
-                self.link.tell(PoolCommand::Acquire { reply })?;
-                let guard = answer.await.map_err(|_| stopped())??;
+                let guard = match self.core.acquire()? {
+                    Lending::Now(guard) => guard,
+                    Lending::Later(answer) => answer.await.map_err(|_| stopped())??,
+                };
                 if guard.checkup().await.is_ok() {
                     return Ok(guard);
                 }
@@ -308,9 +306,10 @@ impl Pool {
     /// runs first (a broken one is noticed when its socket closes).
     pub async fn get_shared(&self) -> Result<SharedConnection, PgError> {
         self.waiting("getting a shared pooled connection", async {
-            let (reply, answer) = oneshot::channel();
-            self.link.tell(PoolCommand::Share { reply })?;
-            answer.await.map_err(|_| stopped())?
+            match self.core.share()? {
+                Lending::Now(shared) => Ok(shared),
+                Lending::Later(answer) => answer.await.map_err(|_| stopped())?,
+            }
         })
         .await
     }
@@ -320,7 +319,7 @@ impl Pool {
         what: &str,
         work: impl std::future::Future<Output = Result<T, PgError>>,
     ) -> Result<T, PgError> {
-        match rt::timeout(Some(self.link.settings.acquire_timeout), what, work).await {
+        match rt::timeout(Some(self.core.settings.acquire_timeout), what, work).await {
             Ok(result) => result,
             Err(PgError::Timeout(message)) => {
                 let status = self.status();
@@ -336,16 +335,13 @@ impl Pool {
     /// How many connections are open, idle, lent and shared, and how many
     /// callers wait.
     pub fn status(&self) -> PoolStatus {
-        *lock(&self.link.status)
+        self.core.status()
     }
 
     /// Stops lending (waiting and later callers get `PgError::Closed`),
     /// waits for every lent connection to come back, and closes them all.
     pub async fn close(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.link.tell(PoolCommand::Close { reply }).is_ok() {
-            let _ = done.await;
-        }
+        let _ = self.core.close().await;
     }
 }
 
