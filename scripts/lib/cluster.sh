@@ -109,11 +109,12 @@ sys.exit("no free loopback port found")
 EOF
 }
 
+# _pgc_print_log LOG [NAME]: LOG to stderr, each line tagged [NAME] (postgres).
 _pgc_print_log() {
-    local log="$1"
+    local log="$1" name="${2:-postgres}"
     if [[ -s "$log" ]]; then
         note "---- $log ----"
-        sed 's/^/[postgres] /' "$log" >&2
+        sed "s/^/[$name] /" "$log" >&2
         note "---- end of log ----"
     fi
 }

@@ -53,15 +53,6 @@ _pgc_pgbouncer_bin() {
     printf '%s\n' "$p"
 }
 
-_pgc_print_bouncer_log() {
-    local log="$1"
-    if [[ -s "$log" ]]; then
-        note "---- $log ----"
-        sed 's/^/[pgbouncer] /' "$log" >&2
-        note "---- end of log ----"
-    fi
-}
-
 # True when PID is a running pgbouncer started with our DIR's ini.
 _pgc_is_our_bouncer() {
     local pid="$1" dir="$2"
@@ -158,8 +149,8 @@ pgbouncer_start() {
         break
     done
     if [[ $started -ne 1 ]]; then
-        _pgc_print_bouncer_log "$dir/start.log"
-        _pgc_print_bouncer_log "$log"
+        _pgc_print_log "$dir/start.log" pgbouncer
+        _pgc_print_log "$log" pgbouncer
         die "PgBouncer ($bin) did not start"
     fi
 
@@ -175,7 +166,7 @@ pgbouncer_start() {
         "host=127.0.0.1 port=$port dbname=pgtest user=scram_user sslmode=disable" \
         -c "SELECT current_user" 2>&1) || [[ "$out" != scram_user ]]; then
         printf '%s\n' "$out" | sed 's/^/[psql] /' >&2
-        _pgc_print_bouncer_log "$log"
+        _pgc_print_log "$log" pgbouncer
         die "PgBouncer on 127.0.0.1:$port does not serve queries as scram_user"
     fi
 

@@ -1,10 +1,12 @@
 //! The guards a pool lends: they deref to [`Connection`] and give it back
-//! by message when done.
+//! when done.
 //!
-//! An exclusively lent connection is reset before it goes back: an open
-//! transaction is rolled back (and, if configured, the session discarded),
-//! after everything its user sent has been answered. A connection that
-//! broke, or that someone still holds a clone of, does not go back.
+//! An exclusively lent connection is reset before it goes back: once
+//! everything its user sent has been answered, an open transaction is
+//! rolled back (and, if configured, the session discarded). Most need none
+//! of that, and the connection actor's published state says so without
+//! asking it. A connection that broke, or that someone still holds a clone
+//! of, does not go back.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -76,10 +78,11 @@ impl PooledConnection {
         Ok(())
     }
 
-    /// Gives the connection back: waits until everything sent on it is
-    /// answered, rolls back a transaction left open (and runs `DISCARD ALL`
-    /// if configured), then returns it to the pool. A broken connection is
-    /// closed instead.
+    /// Gives the connection back. If anything sent on it is still
+    /// unanswered, or a transaction was left open, or `DISCARD ALL` is
+    /// configured, this first waits for the answers, rolls the transaction
+    /// back and discards the session; usually there is nothing to do. A
+    /// broken connection is closed instead.
     pub async fn release(mut self) {
         if let Some(conn) = self.conn.take() {
             give_back(conn, self.slot, self.core.clone()).await;
