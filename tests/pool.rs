@@ -533,3 +533,93 @@ fn a_pool_works_through_pgbouncer_in_transaction_mode() -> TestResult {
         Ok(())
     })
 }
+
+/// PostgreSQL 18, the cluster scripts/lib/pg18.sh starts; no test but this
+/// one in this binary uses it, so restarting it disturbs nobody.
+fn pg18_config() -> Result<wasi_pg_client::Config, String> {
+    let port: u16 = std::env::var("PGTEST_PG18_PORT")
+        .map_err(|_| "PGTEST_PG18_PORT is not set: scripts/test.sh starts PostgreSQL 18")?
+        .parse()
+        .map_err(|e| format!("PGTEST_PG18_PORT: {e}"))?;
+    Ok(wasi_pg_client::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .dbname(&common::dbname()?)
+        .user("trust_user")
+        .ssl_mode(wasi_pg_client::SslMode::Disable)
+        .connect_timeout(Duration::from_secs(10)))
+}
+
+async fn postmaster_start(conn: &Connection) -> Result<String, PgError> {
+    conn.query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .await?
+        .get(0)
+}
+
+#[test]
+fn a_real_server_restart_while_connections_idle_is_survived() -> TestResult {
+    run(async {
+        let config = pg18_config()?;
+        let pool = Pool::new(
+            PoolConfig::default()
+                .connection(config.clone())
+                .max_size(2)
+                .min_idle(2)
+                .test_after_idle(Duration::ZERO),
+        )
+        .await?;
+        until_status(&pool, "two idle connections", |s| s.idle == 2).await?;
+        let (a, b) = (pool.acquire().await?, pool.acquire().await?);
+        let old = [pid(&a).await?, pid(&b).await?];
+        a.release().await;
+        b.release().await;
+
+        // Restart the server from inside it (the test has no shell on
+        // wasm): a superuser's COPY TO PROGRAM starts pg_ctl, in a session
+        // of its own so the shutdown does not take it down too. pg18.sh
+        // keeps the server's binaries in <dir>/pg/bin beside <dir>/data.
+        let admin = Connection::connect(&config).await?;
+        let started = postmaster_start(&admin).await?;
+        let data: String = admin
+            .query_one("SELECT current_setting('data_directory')", &[])
+            .await?
+            .get(0)?;
+        check!(!data.contains('\''), "an unexpected data directory: {data}");
+        admin
+            .simple_query(&format!(
+                "COPY (SELECT 1) TO PROGRAM 'setsid nohup {data}/../pg/bin/pg_ctl restart -D {data} \
+                 -m fast -w -t 60 -l {data}/../postgres.log >/dev/null 2>&1 &'"
+            ))
+            .await?;
+
+        // Wait (bounded) until a new postmaster answers.
+        let mut restarted = false;
+        for _ in 0..1_200 {
+            if let Ok(probe) = Connection::connect(&config).await {
+                if postmaster_start(&probe)
+                    .await
+                    .is_ok_and(|now| now != started)
+                {
+                    restarted = true;
+                    break;
+                }
+            }
+            common::sleep(Duration::from_millis(50)).await;
+        }
+        check!(restarted, "the server did not come back within a minute");
+
+        // The idle connections died with the old server: never handed out.
+        let (a, b) = (
+            within(LIMIT, "acquire after the restart", pool.acquire()).await??,
+            within(LIMIT, "acquire after the restart", pool.acquire()).await??,
+        );
+        let new = [pid(&a).await?, pid(&b).await?];
+        check!(
+            new.iter().all(|p| !old.contains(p)),
+            "old {old:?}, now {new:?}"
+        );
+        check!(new[0] != new[1]);
+        check!(pool.status().size <= 2, "{:?}", pool.status());
+        Ok(())
+    })
+}

@@ -17,6 +17,11 @@
 #   pg18_stop    stop the server (immediate) and delete its directory. Safe to
 #                call more than once.
 #
+# tests/pool.rs restarts this server mid-run (a superuser's COPY TO PROGRAM
+# runs <dir>/pg/bin/pg_ctl restart on <dir>/data, logging to <dir>/postgres.log),
+# so keep the server's binaries at <dir>/pg/bin; the port and settings live in
+# <dir>/data and survive the restart.
+#
 # Listens on 127.0.0.1 and (when IPv6 loopback works) ::1. Database pgtest, owned
 # by trust_user. Roles and pg_hba.conf, for 127.0.0.1/32 and ::1/128, first
 # match wins - the same as the main cluster's for these roles:

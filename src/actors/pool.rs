@@ -50,6 +50,15 @@ pub(crate) struct Checkup {
     pub(crate) reset: bool,
 }
 
+/// Why a connection is being opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// For a caller waiting now: if it fails, that caller hears why.
+    Waiter,
+    /// To keep `min_idle`, or to grow ahead of shared use.
+    Growth,
+}
+
 /// A connection now, or a promise of one.
 pub(crate) enum Lending<T> {
     Now(T),
@@ -300,7 +309,7 @@ impl PoolCore {
                     let (i, _) = least?;
                     if first_come && state.size() < self.settings.max_size {
                         // Grow for the next caller; this one shares now.
-                        self.open(state);
+                        self.open(state, Purpose::Growth);
                     }
                     i
                 }
@@ -359,7 +368,7 @@ impl PoolCore {
         let wanted = state.waiters.len().saturating_sub(state.opening);
         let room = self.settings.max_size.saturating_sub(state.size());
         for _ in 0..wanted.min(room) {
-            self.open(state);
+            self.open(state, Purpose::Waiter);
         }
     }
 
@@ -416,23 +425,28 @@ impl PoolCore {
         }
     }
 
-    fn open(self: &Arc<Self>, state: &mut State) {
+    fn open(self: &Arc<Self>, state: &mut State, purpose: Purpose) {
         state.opening += 1;
         let config = self.settings.connection.clone();
         let core = Arc::downgrade(self);
         rt::spawn(async move {
             let result = Connection::connect(&config).await;
             if let Some(core) = core.upgrade() {
-                core.opened(result);
+                core.opened(result, purpose);
             }
         });
     }
 
-    fn opened(self: &Arc<Self>, result: Result<Connection, PgError>) {
+    fn opened(self: &Arc<Self>, result: Result<Connection, PgError>, purpose: Purpose) {
         let mut state = self.lock();
         state.opening = state.opening.saturating_sub(1);
         match result {
             Ok(conn) => self.add(&mut state, conn),
+            Err(_error) if purpose == Purpose::Growth => {
+                // Nobody waits for this one; the next need tries again.
+                #[cfg(feature = "tracing")]
+                tracing::warn!(error = %_error, "the pool could not open a connection");
+            }
             Err(error) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(%error, "the pool could not open a connection");
@@ -478,7 +492,7 @@ impl PoolCore {
             .saturating_sub(state.idle.len() + state.opening);
         let room = settings.max_size.saturating_sub(state.size());
         for _ in 0..missing.min(room) {
-            self.open(&mut state);
+            self.open(&mut state, Purpose::Growth);
         }
         self.serve(&mut state);
     }
