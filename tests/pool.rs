@@ -352,6 +352,33 @@ fn shared_connections_pipeline_many_callers() -> TestResult {
 }
 
 #[test]
+fn sharers_fill_one_connection_before_another_is_brought_in() -> TestResult {
+    run(async {
+        // Two connections idle; sharers go to one until it is full.
+        let pool = Pool::new(pool_config(2)?.min_idle(2).sharers_per_connection(2)).await?;
+        until_status(&pool, "two idle connections", |s| s.idle == 2).await?;
+        let a = pool.get_shared().await?;
+        let b = pool.get_shared().await?;
+        check_eq!(pid(&a).await?, pid(&b).await?);
+        check_eq!(pool.status().shared, 1);
+        // Full at two: the third sharer gets the other connection.
+        let c = pool.get_shared().await?;
+        check!(pid(&c).await? != pid(&a).await?);
+        check_eq!(pool.status().shared, 2);
+        // The least used one next: c's.
+        let d = pool.get_shared().await?;
+        check_eq!(pid(&d).await?, pid(&c).await?);
+        // With every connection full and none to open, a fifth still gets
+        // one at once rather than waiting.
+        let e = within(LIMIT, "a fifth sharer", pool.get_shared()).await??;
+        check!([pid(&a).await?, pid(&c).await?].contains(&pid(&e).await?));
+        drop((a, b, c, d, e));
+        until_status(&pool, "both back to idle", |s| s.shared == 0 && s.idle == 2).await?;
+        Ok(())
+    })
+}
+
+#[test]
 fn close_waits_for_lent_connections_and_refuses_new_callers() -> TestResult {
     run(async {
         let pool = Pool::new(pool_config(2)?).await?;
