@@ -2,7 +2,8 @@
 # Benchmarks wasi-pg-client against tokio-postgres on a throwaway PostgreSQL,
 # natively (tokio current-thread and multi-thread) and as a wasm32-wasip2
 # component under wasmtime, and prints a markdown table of medians.
-# Workloads (bench/src/main.rs has the details): latency, pipeline (implicit:
+# Workloads (bench/src/main.rs has the details): latency (also run by
+# pgbench, PostgreSQL's libpq client, as a reference), pipeline (implicit:
 # concurrent queries on one connection), pipeline_batch (ours: explicit atomic
 # pipelines of IN_FLIGHT statements; tokio-postgres: as pipeline), fetch_many,
 # insert_batch (sequential INSERTs), insert_pipeline (ours: all INSERTs in one
@@ -88,6 +89,8 @@ for pid in "$postmaster" $(pgrep -P "$postmaster" || true); do
     taskset -a -p -c 0 "$pid" >/dev/null
 done
 export BENCH_URL="postgresql://trust_user@$PGTEST_HOST:$PGTEST_PORT/$PGTEST_DB?sslmode=disable"
+PGBENCH_SCRIPT="$OUT_DIR/select.sql"
+printf '%s\n' '\set x random(1, 1000000)' 'SELECT :x::int4;' >"$PGBENCH_SCRIPT"
 
 note "$(cargo --version); wasmtime: $("$WASMTIME" --version); rounds=$ROUNDS scale=1/$SCALE"
 
@@ -109,7 +112,12 @@ run_cell() {
     local key="$workload|$client|$runtime" out="$OUT_DIR/out" rss="$OUT_DIR/rss" rc=0
     local args=(--client "$client" --workload "$workload" --n "$n" --in-flight "$IN_FLIGHT")
     local cmd
-    if [[ "$runtime" == wasm ]]; then
+    if [[ "$client" == pgbench ]]; then
+        # PostgreSQL's own C client (libpq), one connection, the same
+        # statement prepared with a parameter.
+        cmd=("$PG_BIN/pgbench" -n -M prepared -c 1 -j 1 -t "$n" -f "$PGBENCH_SCRIPT"
+            -h "$PGTEST_HOST" -p "$PGTEST_PORT" -U trust_user "$PGTEST_DB")
+    elif [[ "$runtime" == wasm ]]; then
         cmd=("${WASMTIME_RUN[@]}" "$WASM_BIN" "${args[@]}")
     else
         cmd=("$NATIVE_BIN" "${args[@]}" --runtime "$runtime")
@@ -117,6 +125,12 @@ run_cell() {
     : >"$rss"
     taskset -c 0 timeout -k 10 "$CELL_TIMEOUT" \
         /usr/bin/time -f '%M' -o "$rss" "${cmd[@]}" >"$out" 2>&1 || rc=$?
+    if [[ "$client" == pgbench ]]; then
+        # "tps = 21234.567 (without initial connection time)"
+        local tps
+        tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
+        [[ -n "$tps" ]] && echo "RESULT client=pgbench runtime=current workload=$workload n=$n ops_per_sec=$tps" >>"$out"
+    fi
     local line ops
     line=$(grep '^RESULT ' "$out" || true)
     ops=$(sed -n 's/.* ops_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
@@ -141,6 +155,9 @@ cells() {
     if [[ "$1" == notify_* ]]; then
         # tokio-postgres has no subscribers to fan out to.
         printf '%s\n' "ours current" "ours multi" "ours wasm"
+    elif [[ "$1" == latency ]]; then
+        printf '%s\n' "ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm" \
+            "pgbench current"
     elif [[ "$1" == cache ]]; then
         printf '%s\n' "ours current" "ours-nocache current" "ours multi" "ours-nocache multi" \
             "tokio-postgres current" "tokio-postgres multi" "ours wasm" "ours-nocache wasm"
@@ -196,9 +213,14 @@ for workload in "${WORKLOADS[@]}"; do
         printf '| %s | %s | %s | %.0f | %s | %s |\n' "$workload" "$client" "$label" "$ops" "$ratio" "$rss"
     done
 done
+if [[ -n "${OPS[latency|pgbench|current]:-}" && -n "${OPS[latency|ours|current]:-}" ]]; then
+    echo
+    awk -v a="$(median <<<"${OPS[latency|ours|current]}")" -v b="$(median <<<"${OPS[latency|pgbench|current]}")" \
+        'BEGIN {printf "latency, ours (current-thread) vs pgbench (libpq, one client, -M prepared): %.2f\n", a / b}'
+fi
 echo
 declare -A WORKLOAD_NOTE=(
-    [latency]="sequential SELECT \$1::int4"
+    [latency]="sequential SELECT \$1::int4 (pgbench: the same statement, -M prepared, one client)"
     [pipeline]="SELECT \$1::int4 with $IN_FLIGHT in flight"
     [pipeline_batch]="SELECT \$1::int4, ours in explicit atomic pipelines of $IN_FLIGHT (one Sync each), tokio-postgres as pipeline"
     [fetch_many]="rows streamed from one query (int4 + md5 text per row; ops/s = rows/s)"
