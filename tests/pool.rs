@@ -166,7 +166,7 @@ fn a_guard_dropped_mid_transaction_is_rolled_back_before_reuse() -> TestResult {
                 .await?;
             // The same session sees its own insert while the transaction
             // is open.
-            check_eq!(common::count(&*guard, &table).await?, 1);
+            check_eq!(common::count(&guard, &table).await?, 1);
             let pid_before = pid(&guard).await?;
             if release {
                 guard.release().await;
@@ -176,7 +176,7 @@ fn a_guard_dropped_mid_transaction_is_rolled_back_before_reuse() -> TestResult {
             let next = within(LIMIT, "the next acquire", pool.acquire()).await??;
             check_eq!(pid(&next).await?, pid_before);
             // Rolled back: not even its own session sees the row now.
-            check_eq!(common::count(&*next, &table).await?, 0);
+            check_eq!(common::count(&next, &table).await?, 0);
             next.release().await;
         }
         setup.simple_query(&format!("DROP TABLE {table}")).await?;
@@ -218,7 +218,7 @@ fn a_guard_dropped_while_its_query_runs_is_settled_before_reuse() -> TestResult 
         drop(guard);
         let next = within(LIMIT, "the next acquire", pool.acquire()).await??;
         check_eq!(pid(&next).await?, backend);
-        check_eq!(common::count(&*next, &table).await?, 0);
+        check_eq!(common::count(&next, &table).await?, 0);
         next.release().await;
         admin.simple_query(&format!("DROP TABLE {table}")).await?;
         Ok(())
@@ -555,7 +555,7 @@ fn a_pool_works_through_pgbouncer_in_transaction_mode() -> TestResult {
             within(LIMIT, "a task through the bouncer", task).await???;
         }
         let conn = pool.acquire().await?;
-        check_eq!(common::count(&*conn, &table).await?, 12 * 4);
+        check_eq!(common::count(&conn, &table).await?, 12 * 4);
         conn.query(&format!("DROP TABLE {table}")).await?;
         Ok(())
     })

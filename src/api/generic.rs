@@ -1,5 +1,5 @@
-//! `GenericClient`: the query methods a `Connection` and a `Transaction`
-//! share, so code can take either.
+//! `GenericClient`: the query methods a `Connection`, a `Transaction` and
+//! a pooled connection share, so code can take any of them.
 
 use std::future::Future;
 
@@ -10,8 +10,9 @@ use crate::{
     Transaction,
 };
 
-/// The query methods of [`Connection`] and [`Transaction`], for code that
-/// should run either on its own or inside a caller's transaction.
+/// The query methods of [`Connection`] and [`Transaction`] (and of the
+/// pool's guards, which deref to a `Connection`), for code that should run
+/// either on its own or inside a caller's transaction.
 ///
 /// Each method does what the inherent method of the same name does; the
 /// futures are `Send`. `transaction` begins a transaction on a connection
@@ -97,30 +98,34 @@ pub trait GenericClient: Send + Sync {
     fn transaction(&self) -> impl Future<Output = Result<Transaction, PgError>> + Send;
 }
 
-/// Implements the trait by forwarding to the inherent methods, which take
-/// precedence over trait methods of the same name.
+/// Implements the trait by forwarding to the inherent methods of `$target`
+/// (which take precedence over trait methods of the same name); a guard
+/// that derefs to a `Connection` forwards to the connection's.
 macro_rules! forward_generic_client {
     ($type:ty) => {
+        forward_generic_client!($type => $type);
+    };
+    ($type:ty => $target:ty) => {
         impl GenericClient for $type {
             fn query(
                 &self,
                 sql: &str,
             ) -> impl Future<Output = Result<QueryResult, PgError>> + Send {
-                <$type>::query(self, sql)
+                <$target>::query(self, sql)
             }
 
             fn simple_query(
                 &self,
                 sql: &str,
             ) -> impl Future<Output = Result<QueryResult, PgError>> + Send {
-                <$type>::simple_query(self, sql)
+                <$target>::simple_query(self, sql)
             }
 
             fn prepare(
                 &self,
                 sql: &str,
             ) -> impl Future<Output = Result<Statement, PgError>> + Send {
-                <$type>::prepare(self, sql)
+                <$target>::prepare(self, sql)
             }
 
             fn query_params<S: ToStatement + Sync + ?Sized>(
@@ -128,7 +133,7 @@ macro_rules! forward_generic_client {
                 statement: &S,
                 params: &[&(dyn ToSql + Sync)],
             ) -> impl Future<Output = Result<QueryResult, PgError>> + Send {
-                <$type>::query_params(self, statement, params)
+                <$target>::query_params(self, statement, params)
             }
 
             fn execute_params<S: ToStatement + Sync + ?Sized>(
@@ -136,7 +141,7 @@ macro_rules! forward_generic_client {
                 statement: &S,
                 params: &[&(dyn ToSql + Sync)],
             ) -> impl Future<Output = Result<QueryResult, PgError>> + Send {
-                <$type>::execute_params(self, statement, params)
+                <$target>::execute_params(self, statement, params)
             }
 
             fn execute<S: ToStatement + Sync + ?Sized>(
@@ -144,7 +149,7 @@ macro_rules! forward_generic_client {
                 statement: &S,
                 params: &[&(dyn ToSql + Sync)],
             ) -> impl Future<Output = Result<u64, PgError>> + Send {
-                <$type>::execute(self, statement, params)
+                <$target>::execute(self, statement, params)
             }
 
             fn query_one<S: ToStatement + Sync + ?Sized>(
@@ -152,7 +157,7 @@ macro_rules! forward_generic_client {
                 statement: &S,
                 params: &[&(dyn ToSql + Sync)],
             ) -> impl Future<Output = Result<Row, PgError>> + Send {
-                <$type>::query_one(self, statement, params)
+                <$target>::query_one(self, statement, params)
             }
 
             fn query_opt<S: ToStatement + Sync + ?Sized>(
@@ -160,14 +165,14 @@ macro_rules! forward_generic_client {
                 statement: &S,
                 params: &[&(dyn ToSql + Sync)],
             ) -> impl Future<Output = Result<Option<Row>, PgError>> + Send {
-                <$type>::query_opt(self, statement, params)
+                <$target>::query_opt(self, statement, params)
             }
 
             fn query_stream(
                 &self,
                 sql: &str,
             ) -> impl Future<Output = Result<RowStream, PgError>> + Send {
-                <$type>::query_stream(self, sql)
+                <$target>::query_stream(self, sql)
             }
 
             fn query_params_stream<S: ToStatement + Sync + ?Sized>(
@@ -175,7 +180,7 @@ macro_rules! forward_generic_client {
                 statement: &S,
                 params: &[&(dyn ToSql + Sync)],
             ) -> impl Future<Output = Result<RowStream, PgError>> + Send {
-                <$type>::query_params_stream(self, statement, params)
+                <$target>::query_params_stream(self, statement, params)
             }
 
             fn query_cursor_stream<S: ToStatement + Sync + ?Sized>(
@@ -184,11 +189,11 @@ macro_rules! forward_generic_client {
                 params: &[&(dyn ToSql + Sync)],
                 fetch_size: usize,
             ) -> impl Future<Output = Result<CursorStream, PgError>> + Send {
-                <$type>::query_cursor_stream(self, statement, params, fetch_size)
+                <$target>::query_cursor_stream(self, statement, params, fetch_size)
             }
 
             fn transaction(&self) -> impl Future<Output = Result<Transaction, PgError>> + Send {
-                <$type>::transaction(self)
+                <$target>::transaction(self)
             }
         }
     };
@@ -196,3 +201,7 @@ macro_rules! forward_generic_client {
 
 forward_generic_client!(Connection);
 forward_generic_client!(Transaction);
+#[cfg(feature = "pool")]
+forward_generic_client!(crate::pool::PooledConnection => Connection);
+#[cfg(feature = "pool")]
+forward_generic_client!(crate::pool::SharedConnection => Connection);
