@@ -60,6 +60,9 @@ pub const STALLED_STREAM_LIMIT: usize = 16 * 1024 * 1024;
 /// Hand a chunk to its consumer once it holds this much.
 const CHUNK_TARGET: usize = 64 * 1024;
 
+/// The next lease number, for every connection in the process.
+static NEXT_LEASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 fn count(counter: &std::sync::atomic::AtomicU64) {
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
@@ -210,7 +213,6 @@ pub(crate) struct ConnectionActor<T> {
     /// The leases holding the connection, innermost last (a COPY inside a
     /// transaction), and what waits for them to end.
     leases: Vec<u64>,
-    next_lease: u64,
     held: VecDeque<Command>,
     /// Prepares made with `reserve` whose execution has not arrived yet.
     reservations: usize,
@@ -247,7 +249,6 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             in_flight: VecDeque::new(),
             draining: Vec::new(),
             leases: Vec::new(),
-            next_lease: 0,
             held: VecDeque::new(),
             reservations: 0,
             pending_lease: None,
@@ -560,8 +561,10 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     }
 
     fn grant(&mut self, reply: oneshot::Sender<u64>) {
-        self.next_lease += 1;
-        let lease = self.next_lease;
+        // Unique in the process, not per actor: a transaction of a session
+        // that was replaced (a reconnection) can never pass for one of the
+        // new session's.
+        let lease = NEXT_LEASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A requester that gave up leaves nothing to hold.
         if reply.send(lease).is_ok() {
             self.leases.push(lease);

@@ -36,6 +36,9 @@ pub(crate) enum Delivery {
     /// This many notifications were dropped here: the subscriber was
     /// behind.
     Lagged(u64),
+    /// The connection broke and reconnects by itself: what was sent
+    /// meanwhile is missed, later notifications follow.
+    Interrupted,
     /// The connection has ended; nothing more will come.
     Closed,
 }
@@ -58,6 +61,7 @@ struct QueueState {
 enum Item {
     Notification(Notification),
     Lagged(u64),
+    Interrupted,
 }
 
 impl Queue {
@@ -73,6 +77,17 @@ impl Queue {
         } else {
             state.bytes += size;
             state.items.push_back(Item::Notification(notification));
+        }
+        if let Some(waker) = state.waker.take() {
+            drop(state);
+            waker.wake();
+        }
+    }
+
+    fn interrupt(&self) {
+        let mut state = lock(&self.state);
+        if !matches!(state.items.back(), Some(Item::Interrupted)) {
+            state.items.push_back(Item::Interrupted);
         }
         if let Some(waker) = state.waker.take() {
             drop(state);
@@ -98,6 +113,7 @@ impl Queue {
                 Poll::Ready(Delivery::Notification(n))
             }
             Some(Item::Lagged(missed)) => Poll::Ready(Delivery::Lagged(missed)),
+            Some(Item::Interrupted) => Poll::Ready(Delivery::Interrupted),
             None if state.closed => Poll::Ready(Delivery::Closed),
             None => {
                 state.waker = Some(cx.waker().clone());
@@ -210,6 +226,14 @@ impl Registry {
         }
     }
 
+    /// The session ended but the connection will reconnect: subscribers
+    /// are told, and stay.
+    fn interrupt(&mut self) {
+        for queue in self.queues.values() {
+            queue.interrupt();
+        }
+    }
+
     fn close(&mut self) {
         self.closed = true;
         for queue in self.queues.values() {
@@ -218,9 +242,14 @@ impl Registry {
     }
 }
 
-/// Runs until the connection actor drops its end of `inbox` (the
-/// connection ended), then closes every subscriber's queue.
-pub(crate) async fn run(mut inbox: UnboundedReceiver<Notification>, subscribers: Arc<Subscribers>) {
+/// Runs until the connection actor drops its end of `inbox` (the session
+/// ended), then closes every subscriber's queue, or, when the connection
+/// will `reconnect`, tells them notifications were interrupted.
+pub(crate) async fn run(
+    mut inbox: UnboundedReceiver<Notification>,
+    subscribers: Arc<Subscribers>,
+    reconnect: bool,
+) {
     let mut since_yield = 0;
     while let Some(notification) = inbox.next().await {
         lock(&subscribers.registry).deliver(notification);
@@ -234,7 +263,12 @@ pub(crate) async fn run(mut inbox: UnboundedReceiver<Notification>, subscribers:
             yield_now().await;
         }
     }
-    lock(&subscribers.registry).close();
+    let mut registry = lock(&subscribers.registry);
+    if reconnect {
+        registry.interrupt();
+    } else {
+        registry.close();
+    }
 }
 
 /// Deliveries between two chances for subscribers to run.

@@ -153,6 +153,13 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner()) = handler;
     }
 
+    pub(crate) fn notice_handler(&self) -> Option<NoticeHandler> {
+        self.notice_handler
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub(crate) fn notice(&self, notice: &DbError) {
         let handler = self
             .notice_handler

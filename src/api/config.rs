@@ -94,6 +94,7 @@ pub struct Config {
     pub(crate) allow_insecure_auth: bool,
     pub(crate) max_message_size: usize,
     pub(crate) statement_cache_size: usize,
+    pub(crate) auto_reconnect: bool,
     pub(crate) passfile: Option<PathBuf>,
     pub(crate) root_certs: RootCerts,
     pub(crate) client_cert: Option<(PemSource, PemSource)>,
@@ -150,6 +151,7 @@ impl Config {
             allow_insecure_auth: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             statement_cache_size: DEFAULT_STATEMENT_CACHE_SIZE,
+            auto_reconnect: false,
             passfile: None,
             root_certs: RootCerts::default(),
             client_cert: None,
@@ -177,7 +179,8 @@ impl Config {
     /// `sslkey` (files, given together), `sslnegotiation`,
     /// `channel_binding`, `require_auth`, plus this crate's
     /// `allow_insecure_auth`, `accept_invalid_certs`, `query_timeout`
-    /// (seconds), `statement_cache_size` and `max_message_size`. `ssl=true`
+    /// (seconds), `statement_cache_size`, `max_message_size` and
+    /// `auto_reconnect`. `ssl=true`
     /// means `sslmode=require`, as in libpq. Options for features this crate
     /// does not have yet (`target_session_attrs`, `keepalives*`,
     /// `gssencmode`, `sslcompression`) are accepted and ignored; any other
@@ -539,6 +542,18 @@ impl Config {
         self.statement_cache_size = size;
         self
     }
+    /// Reconnects by itself when the connection breaks (default off): the
+    /// next call on any clone opens a new session, sets the parameters set
+    /// with `set_param` again and listens to the same channels, then runs.
+    /// Calls that were on their way when it broke fail (whether they ran is
+    /// unknown), and so does a transaction, cursor or COPY that was open:
+    /// they belonged to the old session. Subscriptions carry on, told once
+    /// that notifications sent meanwhile were missed. A connection closed
+    /// with [`Connection::close`](crate::Connection::close) stays closed.
+    pub fn auto_reconnect(mut self, reconnect: bool) -> Self {
+        self.auto_reconnect = reconnect;
+        self
+    }
     /// Sets the password file consulted by [`Config::with_pgpass`] instead
     /// of `PGPASSFILE` / `~/.pgpass` (libpq's `passfile`).
     pub fn passfile(mut self, path: impl Into<PathBuf>) -> Self {
@@ -593,6 +608,10 @@ impl Config {
     /// The statement cache size.
     pub fn get_statement_cache_size(&self) -> usize {
         self.statement_cache_size
+    }
+    /// Whether the connection reconnects by itself when it breaks.
+    pub fn get_auto_reconnect(&self) -> bool {
+        self.auto_reconnect
     }
     /// The password file set with [`Config::passfile`] or the `passfile`
     /// option.
@@ -687,6 +706,7 @@ impl std::fmt::Debug for Config {
             .field("allow_insecure_auth", &self.allow_insecure_auth)
             .field("max_message_size", &self.max_message_size)
             .field("statement_cache_size", &self.statement_cache_size)
+            .field("auto_reconnect", &self.auto_reconnect)
             .field("passfile", &self.passfile)
             .field("root_certs", &self.root_certs)
             .field(
@@ -857,6 +877,10 @@ impl Parser {
             "allow_insecure_auth" => {
                 let text = self.text(key, value)?;
                 self.config.allow_insecure_auth = parse_bool(text, &self.origin(key))?;
+            }
+            "auto_reconnect" => {
+                let text = self.text(key, value)?;
+                self.config.auto_reconnect = parse_bool(text, &self.origin(key))?;
             }
             "statement_cache_size" => {
                 let text = self.text(key, value)?;

@@ -3,7 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -55,13 +56,45 @@ pub struct Connection {
 }
 
 struct Inner {
+    /// The server session in use; a reconnection replaces it.
+    session: RwLock<Arc<Session>>,
+    /// Who listens to which channel (shared with the dispatcher of every
+    /// session).
+    subscribers: Arc<Subscribers>,
+    statements: StatementMemo,
+    /// How to open the next session, with `auto_reconnect` on.
+    reconnect: Option<Reconnect>,
+    /// `close()` was called: never reconnect.
+    closed: AtomicBool,
+}
+
+/// One server session: its actor's mailbox and state.
+pub(crate) struct Session {
     mailbox: MailboxSender<Command>,
     shared: Arc<Shared>,
-    /// Who listens to which channel (shared with the dispatcher).
-    subscribers: Arc<Subscribers>,
     backend_key: Option<(i32, i32)>,
-    statements: StatementMemo,
     cancel: CancelToken,
+}
+
+/// The session parameters of the session in use (the broken one), to set
+/// again on the next.
+fn broken_params(inner: &Inner) -> Vec<(String, String)> {
+    inner
+        .session
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .shared
+        .session_params()
+}
+
+/// A reconnection, shared by every caller that finds the session broken.
+type Reopening = futures_util::future::Shared<
+    Pin<Box<dyn Future<Output = Result<Arc<Session>, PgError>> + Send>>,
+>;
+
+struct Reconnect {
+    config: Config,
+    under_way: Mutex<Option<Reopening>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -102,6 +135,25 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: &Config) -> Result<Connection, PgError> {
+        let subscribers = Arc::new(Subscribers::default());
+        let session = Connection::open_session(config, &subscribers).await?;
+        let reconnect = config.auto_reconnect.then(|| Reconnect {
+            config: config.clone(),
+            under_way: Mutex::new(None),
+        });
+        Ok(Connection::with_session(
+            session,
+            subscribers,
+            config,
+            reconnect,
+        ))
+    }
+
+    /// Opens a session (trying each host in turn) and spawns its actor.
+    async fn open_session(
+        config: &Config,
+        subscribers: &Arc<Subscribers>,
+    ) -> Result<Session, PgError> {
         if !rt::HAS_RUNTIME {
             return Err(PgError::Config(
                 "Connection::connect needs a runtime: enable the `tokio-transport` feature, or \
@@ -132,13 +184,13 @@ impl Connection {
             for &attempt in attempts {
                 let connecting = async {
                     let socket = open(host, port).await?;
-                    Connection::start(config, socket, host, attempt, Some(port)).await
+                    Connection::start(config, socket, host, attempt, Some(port), subscribers).await
                 };
                 let what = format!("connecting to {target}");
                 match rt::timeout(config.connect_timeout, &what, connecting).await {
-                    Ok(Ok((conn, task))) => {
+                    Ok(Ok((session, task))) => {
                         rt::spawn(task);
-                        return Ok(conn);
+                        return Ok(session);
                     }
                     Ok(Err(e)) | Err(e) => {
                         #[cfg(feature = "tracing")]
@@ -175,7 +227,32 @@ impl Connection {
         } else {
             Attempt::AsConfigured
         };
-        Connection::start(config, transport, host, attempt, None).await
+        let subscribers = Arc::new(Subscribers::default());
+        let (session, task) =
+            Connection::start(config, transport, host, attempt, None, &subscribers).await?;
+        Ok((
+            Connection::with_session(session, subscribers, config, None),
+            task,
+        ))
+    }
+
+    fn with_session(
+        session: Session,
+        subscribers: Arc<Subscribers>,
+        config: &Config,
+        reconnect: Option<Reconnect>,
+    ) -> Connection {
+        Connection {
+            inner: Arc::new(Inner {
+                session: RwLock::new(Arc::new(session)),
+                subscribers,
+                statements: StatementMemo::new(config.statement_cache_size),
+                reconnect,
+                closed: AtomicBool::new(false),
+            }),
+            query_timeout: config.query_timeout,
+            lease: None,
+        }
     }
 
     /// `port` is known when we opened the socket ourselves; only then can a
@@ -186,7 +263,8 @@ impl Connection {
         host: &Host,
         attempt: Attempt,
         port: Option<u16>,
-    ) -> Result<(Connection, ConnectionTask), PgError> {
+        subscribers: &Arc<Subscribers>,
+    ) -> Result<(Session, ConnectionTask), PgError> {
         let stream = negotiate(transport, config, host, attempt).await?;
         let encrypted = stream.is_encrypted();
         let params = StartupParams {
@@ -211,7 +289,6 @@ impl Connection {
         }
         let (tx, rx) = mailbox(MAILBOX_BOUND);
         let (notify_tx, notify_rx) = futures_channel::mpsc::unbounded();
-        let subscribers = Arc::new(Subscribers::default());
         let actor = ConnectionActor::new(
             stream,
             frames,
@@ -235,46 +312,141 @@ impl Connection {
             })),
             _ => None,
         };
-        let conn = Connection {
-            inner: Arc::new(Inner {
-                mailbox: tx,
-                shared,
-                subscribers: subscribers.clone(),
-                backend_key: info.backend_key,
-                statements: StatementMemo::new(config.statement_cache_size),
-                cancel: CancelToken {
-                    service: CancelService::spawn(),
-                    target,
-                },
-            }),
-            query_timeout: config.query_timeout,
-            lease: None,
+        let session = Session {
+            mailbox: tx,
+            shared,
+            backend_key: info.backend_key,
+            cancel: CancelToken {
+                service: CancelService::spawn(),
+                target,
+            },
         };
         // The dispatcher runs beside the connection actor, in the same task
         // (so `connect_with_transport` still hands over a single future), and
         // ends after it.
-        let task = futures_util::future::join(actor.run(), dispatcher::run(notify_rx, subscribers));
+        let task = futures_util::future::join(
+            actor.run(),
+            dispatcher::run(notify_rx, subscribers.clone(), config.auto_reconnect),
+        );
         Ok((
-            conn,
+            session,
             Box::pin(async move {
                 task.await;
             }),
         ))
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.inner.shared
+    /// The session in use.
+    fn session(&self) -> Arc<Session> {
+        self.inner
+            .session
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.inner
+            .session
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .shared
+            .clone()
     }
 
     async fn send(&self, command: Command) -> Result<(), PgError> {
-        if let Some(e) = self.shared().broken() {
-            return Err(e);
-        }
-        self.inner
+        let session = self.live_session().await?;
+        session
             .mailbox
             .send(command)
             .await
-            .map_err(|_| self.shared().gone())
+            .map_err(|_| session.shared.gone())
+    }
+
+    /// The session in use; if it broke and `auto_reconnect` is on, a new
+    /// one (opened now, or by another caller that found it broken first).
+    async fn live_session(&self) -> Result<Arc<Session>, PgError> {
+        let session = self.session();
+        let Some(error) = session.shared.broken() else {
+            return Ok(session);
+        };
+        match &self.inner.reconnect {
+            Some(how) if !self.inner.closed.load(Ordering::Relaxed) => {
+                self.reconnect(how, &session).await
+            }
+            _ => Err(error),
+        }
+    }
+
+    async fn reconnect(
+        &self,
+        how: &Reconnect,
+        broken: &Arc<Session>,
+    ) -> Result<Arc<Session>, PgError> {
+        let reopening = {
+            let mut under_way = crate::sync::lock(&how.under_way);
+            let current = self.session();
+            if !Arc::ptr_eq(&current, broken) {
+                // Another caller has already replaced it.
+                return Ok(current);
+            }
+            under_way
+                .get_or_insert_with(|| {
+                    let inner = self.inner.clone();
+                    let reopen: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+                        let result = Connection::reopen(&inner, broken_params(&inner)).await;
+                        if let Some(how) = inner.reconnect.as_ref() {
+                            *crate::sync::lock(&how.under_way) = None;
+                        }
+                        result
+                    });
+                    futures_util::FutureExt::shared(reopen)
+                })
+                .clone()
+        };
+        reopening.await
+    }
+
+    /// Opens a new session with the old one's session parameters and
+    /// LISTENs set on it before anyone else can use it, then puts it in
+    /// place.
+    async fn reopen(
+        inner: &Arc<Inner>,
+        params: Vec<(String, String)>,
+    ) -> Result<Arc<Session>, PgError> {
+        let Some(how) = inner.reconnect.as_ref() else {
+            return Err(PgError::Closed("reconnecting is off".into()));
+        };
+        let restored =
+            crate::api::reconnect::reopen(how.config.clone(), inner.subscribers.clone(), params)
+                .await?;
+        let session = restored.session();
+        let old = inner
+            .session
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        session
+            .shared
+            .set_notice_handler(old.shared.notice_handler());
+        *inner
+            .session
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = session.clone();
+        // The old session's prepared statements are gone with it.
+        inner.statements.clear();
+        Ok(session)
+    }
+
+    /// A handle on a new session of its own (no reconnecting), sharing
+    /// `subscribers`: what a reconnection restores the old session's state
+    /// on.
+    pub(crate) async fn connect_session(
+        config: &Config,
+        subscribers: Arc<Subscribers>,
+    ) -> Result<Connection, PgError> {
+        let session = Connection::open_session(config, &subscribers).await?;
+        Ok(Connection::with_session(session, subscribers, config, None))
     }
 
     /// Encodes and sends one execution of `statement` (checked before
@@ -323,16 +495,20 @@ impl Connection {
         reservation: Reservation<'_>,
     ) -> Result<Responses, PgError> {
         let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
-        self.send(Command::Request {
-            bytes,
-            responses: tx,
-            lease,
-            ends,
-            reserved: reservation.is_held(),
-        })
-        .await?;
+        let session = self.live_session().await?;
+        session
+            .mailbox
+            .send(Command::Request {
+                bytes,
+                responses: tx,
+                lease,
+                ends,
+                reserved: reservation.is_for(&session),
+            })
+            .await
+            .map_err(|_| session.shared.gone())?;
         reservation.settled();
-        Ok(Responses::new(rx, self.shared().clone(), ends))
+        Ok(Responses::new(rx, session.shared.clone(), ends))
     }
 
     /// Takes the connection's lease: until it is released, only requests
@@ -350,12 +526,16 @@ impl Connection {
         reservation: Reservation<'_>,
     ) -> Result<u64, PgError> {
         let (reply, granted) = oneshot::channel();
-        self.send(Command::Lease {
-            reply,
-            reserved: reservation.is_held(),
-            parent: self.lease,
-        })
-        .await?;
+        let session = self.live_session().await?;
+        session
+            .mailbox
+            .send(Command::Lease {
+                reply,
+                reserved: reservation.is_for(&session),
+                parent: self.lease,
+            })
+            .await
+            .map_err(|_| session.shared.gone())?;
         reservation.settled();
         let mut pending = PendingLease {
             conn: self,
@@ -389,11 +569,12 @@ impl Connection {
     /// LISTEN/UNLISTEN that must be queued in the same critical section as
     /// the registry change they follow.
     pub(crate) fn request_now(&self, bytes: BytesMut) -> Result<Responses, PgError> {
-        if let Some(e) = self.shared().broken() {
+        let session = self.session();
+        if let Some(e) = session.shared.broken() {
             return Err(e);
         }
         let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
-        self.inner
+        session
             .mailbox
             .force_send(Command::Request {
                 bytes,
@@ -402,8 +583,25 @@ impl Connection {
                 ends: Ends::SYNC,
                 reserved: false,
             })
-            .map_err(|_| self.shared().gone())?;
-        Ok(Responses::new(rx, self.shared().clone(), Ends::SYNC))
+            .map_err(|_| session.shared.gone())?;
+        Ok(Responses::new(rx, session.shared.clone(), Ends::SYNC))
+    }
+
+    /// Fails if the connection is closed or broken, unless `auto_reconnect`
+    /// can open a new session (then it does).
+    pub(crate) async fn ensure_live(&self) -> Result<(), PgError> {
+        self.live_session().await.map(drop)
+    }
+
+    /// Starts reconnecting in the background (a subscriber found out the
+    /// session broke, and may be the only one using the connection).
+    pub(crate) fn reconnect_in_background(&self) {
+        if self.inner.reconnect.is_some() {
+            let conn = self.clone();
+            rt::try_spawn(async move {
+                let _ = conn.ensure_live().await;
+            });
+        }
     }
 
     /// The notification subscribers' registry, and the connection's own.
@@ -415,7 +613,7 @@ impl Connection {
     /// waiting: for `Drop`, which cannot await.
     pub(crate) fn send_detached(&self, lease: u64, bytes: BytesMut) {
         let (tx, _discarded) = reply_channel(1);
-        let _ = self.inner.mailbox.force_send(Command::Request {
+        let _ = self.session().mailbox.force_send(Command::Request {
             bytes,
             responses: tx,
             lease: Some(lease),
@@ -433,14 +631,15 @@ impl Connection {
         bytes: BytesMut,
         taken: Option<oneshot::Sender<()>>,
     ) -> Result<(), PgError> {
-        self.inner
+        let session = self.session();
+        session
             .mailbox
             .force_send(Command::Data {
                 bytes,
                 lease,
                 taken,
             })
-            .map_err(|_| self.shared().gone())
+            .map_err(|_| session.shared.gone())
     }
 
     /// Sends `bytes` (if any) as the lease's last request, with its answer
@@ -449,7 +648,10 @@ impl Connection {
         if let Some(bytes) = last {
             self.send_detached(lease, bytes);
         }
-        let _ = self.inner.mailbox.force_send(Command::Release { lease });
+        let _ = self
+            .session()
+            .mailbox
+            .force_send(Command::Release { lease });
     }
 
     /// Runs SQL without parameters and returns its rows.
@@ -543,7 +745,7 @@ impl Connection {
     /// A token that cancels whatever this connection is running; see
     /// [`CancelToken`].
     pub fn cancel_token(&self) -> CancelToken {
-        self.inner.cancel.clone()
+        self.session().cancel.clone()
     }
 
     /// Prepares `sql` (or takes it from the connection's statement cache).
@@ -815,7 +1017,7 @@ impl Connection {
 
     /// The server process ID serving this connection.
     pub fn backend_pid(&self) -> Option<i32> {
-        self.inner.backend_key.map(|(pid, _)| pid)
+        self.session().backend_key.map(|(pid, _)| pid)
     }
 
     /// Sets the callback for server notices (NoticeResponse: `RAISE NOTICE`,
@@ -828,17 +1030,30 @@ impl Connection {
             .set_notice_handler(Some(Arc::new(handler) as NoticeHandler));
     }
 
-    /// Whether the connection is closed or broken (later calls fail at once).
+    /// Whether the connection is closed or broken (later calls fail at
+    /// once, or, with `auto_reconnect`, the next one reconnects first).
     pub fn is_closed(&self) -> bool {
-        self.shared().broken().is_some() || self.inner.mailbox.is_closed()
+        let session = self.session();
+        session.shared.broken().is_some() || session.mailbox.is_closed()
     }
 
     /// Finishes the work already queued, sends Terminate and waits for the
-    /// actor to end. Later calls on any clone fail with `Closed`.
+    /// actor to end. Later calls on any clone fail with `Closed` (it does
+    /// not reconnect, even with `auto_reconnect`).
     pub async fn close(&self) -> Result<(), PgError> {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        let session = self.session();
+        if session.shared.broken().is_some() {
+            return Ok(());
+        }
         let (reply, done) = oneshot::channel();
-        if self.send(Command::Close { reply }).await.is_err() {
-            // Already closed or broken: nothing left to finish.
+        if session
+            .mailbox
+            .send(Command::Close { reply })
+            .await
+            .is_err()
+        {
+            // Already closed: nothing left to finish.
             return Ok(());
         }
         let _ = done.await;
@@ -863,14 +1078,15 @@ impl Connection {
     /// everything ever sent to it (so no `settle` is needed); `None` when
     /// that is not known right now.
     pub(crate) fn status_if_settled(&self) -> Option<u8> {
-        self.shared().status_if_settled(self.inner.mailbox.pushed())
+        let session = self.session();
+        session.shared.status_if_settled(session.mailbox.pushed())
     }
 
     /// Forgets the client-side state of a session the server has just reset
     /// (`DISCARD ALL`): prepared statements, parameters set with
     /// `set_param`, listened channels.
     pub(crate) fn forget_session(&self) {
-        let _ = self.inner.mailbox.force_send(Command::ForgetStatements);
+        let _ = self.session().mailbox.force_send(Command::ForgetStatements);
         self.inner.statements.clear();
         self.shared().forget_session_params();
         crate::sync::lock(&self.subscribers().registry).forget_channels();
@@ -897,32 +1113,44 @@ pub struct BufferedBytes {
 /// `Command::Prepare`): settled by sending that execution, or, if the call
 /// ends first (an error, the caller giving up), given up by message.
 pub(crate) struct Reservation<'a> {
-    conn: Option<&'a Connection>,
+    /// The session the reservation was made in (a reconnection may have
+    /// replaced it since; the new one knows nothing of it).
+    session: Option<Arc<Session>>,
+    _conn: std::marker::PhantomData<&'a Connection>,
 }
 
 impl<'a> Reservation<'a> {
     pub(crate) fn none() -> Self {
-        Reservation { conn: None }
+        Reservation {
+            session: None,
+            _conn: std::marker::PhantomData,
+        }
     }
 
     fn held(conn: &'a Connection) -> Self {
-        Reservation { conn: Some(conn) }
+        Reservation {
+            session: Some(conn.session()),
+            _conn: std::marker::PhantomData,
+        }
     }
 
-    pub(crate) fn is_held(&self) -> bool {
-        self.conn.is_some()
+    /// Whether it was made in `session` (so sending there settles it).
+    fn is_for(&self, session: &Arc<Session>) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, session))
     }
 
     /// The execution was sent: nothing left to give up.
     pub(crate) fn settled(mut self) {
-        self.conn = None;
+        self.session = None;
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn {
-            let _ = conn.inner.mailbox.force_send(Command::Unreserve);
+        if let Some(session) = self.session.take() {
+            let _ = session.mailbox.force_send(Command::Unreserve);
         }
     }
 }

@@ -62,6 +62,10 @@ pub enum PgError {
     /// dropped for it (and only for it) at this point; the ones after
     /// follow.
     Lagged(u64),
+    /// A notification subscriber's connection broke and is being
+    /// re-established (`Config::auto_reconnect`): notifications sent until
+    /// it is back were missed; the ones after follow.
+    Interrupted(String),
     /// A retry policy gave up: `last` is the error of the final attempt.
     RetriesExhausted {
         /// How many times the work was tried.
@@ -114,6 +118,7 @@ impl fmt::Display for PgError {
                 f,
                 "{n} notifications were dropped because this subscriber fell behind"
             ),
+            PgError::Interrupted(m) => write!(f, "notifications interrupted: {m}"),
             PgError::RetriesExhausted { attempts, last } => {
                 write!(
                     f,
@@ -324,7 +329,7 @@ pub fn classify_error(error: &PgError) -> ErrorClass {
         PgError::Io { .. } | PgError::Closed(_) | PgError::Protocol(_) | PgError::Tls(_) => {
             ErrorClass::Broken
         }
-        PgError::Timeout(_) => ErrorClass::Transient,
+        PgError::Timeout(_) | PgError::Interrupted(_) => ErrorClass::Transient,
         PgError::RetriesExhausted { last, .. } => classify_error(last),
         _ => ErrorClass::Permanent,
     }

@@ -13,6 +13,7 @@ pub(crate) mod pgpass;
 pub(crate) mod pipeline;
 #[cfg(feature = "pool")]
 pub(crate) mod pool;
+pub(crate) mod reconnect;
 pub(crate) mod response;
 pub(crate) mod retry;
 pub(crate) mod row;

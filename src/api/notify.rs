@@ -59,17 +59,28 @@ impl Subscription {
     /// The next notification; `Ok(None)` once the connection has ended;
     /// `Err(PgError::Lagged(n))` where this subscriber missed `n`.
     pub async fn next(&mut self) -> Result<Option<Notification>, PgError> {
-        poll_fn(|cx| poll_delivery(&self.queue, cx)).await
+        poll_fn(|cx| poll_delivery(&self.conn, &self.queue, cx)).await
     }
 }
 
 fn poll_delivery(
+    conn: &Connection,
     queue: &Queue,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Option<Notification>, PgError>> {
     queue.poll_next(cx).map(|delivery| match delivery {
         Delivery::Notification(n) => Ok(Some(n)),
         Delivery::Lagged(missed) => Err(PgError::Lagged(missed)),
+        Delivery::Interrupted => {
+            // A program that only listens makes no other call that would
+            // reconnect: start it here.
+            conn.reconnect_in_background();
+            Err(PgError::Interrupted(
+                "the connection broke; it reconnects and listens again, and notifications \
+                 sent meanwhile are missed"
+                    .into(),
+            ))
+        }
         Delivery::Closed => Ok(None),
     })
 }
@@ -78,7 +89,7 @@ impl futures_core::Stream for Subscription {
     type Item = Result<Notification, PgError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        poll_delivery(&self.queue, cx).map(Result::transpose)
+        poll_delivery(&self.conn, &self.queue, cx).map(Result::transpose)
     }
 }
 
@@ -129,7 +140,7 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription, PgError> {
-        self.check_open()?;
+        self.check_open().await?;
         let channel = server_channel_name(channel);
         let (subscription, listen) = {
             let mut registry = lock(&self.subscribers().registry);
@@ -161,12 +172,18 @@ impl Connection {
     }
 
     /// Fails once the connection is closed or broken, even when nothing
-    /// needs to be sent (the channel is already listened to).
-    fn check_open(&self) -> Result<(), PgError> {
-        if self.is_closed() {
-            return Err(self.shared().gone());
-        }
-        Ok(())
+    /// needs to be sent (the channel is already listened to); with
+    /// `auto_reconnect`, reconnects instead.
+    async fn check_open(&self) -> Result<(), PgError> {
+        self.ensure_live().await
+    }
+
+    /// LISTEN on a new session for a channel the registry already has (a
+    /// reconnection restoring what the old session listened to).
+    pub(crate) async fn listen_again(&self, channel: &str) -> Result<(), PgError> {
+        collect(send_listen(self, "LISTEN", channel)?, None)
+            .await
+            .map(drop)
     }
 
     /// The connection's own subscriber, made on first use.
@@ -183,7 +200,7 @@ impl Connection {
     ///
     /// [`wait_for_notification`]: Connection::wait_for_notification
     pub async fn listen(&self, channel: &str) -> Result<(), PgError> {
-        self.check_open()?;
+        self.check_open().await?;
         let channel = server_channel_name(channel);
         let (id, _) = self.listener();
         let registry = &self.subscribers().registry;
@@ -231,7 +248,7 @@ impl Connection {
     /// connection has ended.
     pub async fn wait_for_notification(&self) -> Result<Notification, PgError> {
         let (_, queue) = self.listener();
-        match poll_fn(|cx| poll_delivery(&queue, cx)).await? {
+        match poll_fn(|cx| poll_delivery(self, &queue, cx)).await? {
             Some(notification) => Ok(notification),
             None => Err(self.shared().gone()),
         }

@@ -1,0 +1,224 @@
+//! `Config::auto_reconnect`: a connection whose session breaks opens a new
+//! one on the next call, with its session parameters and LISTENs restored;
+//! what was in flight or open on the old session fails. The server ends
+//! sessions with `pg_terminate_backend`, the same FATAL 57P01 and EOF a
+//! restart sends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{expect_err, run, scram_config, spawn, within, TestResult};
+use wasi_pg_client::{classify_error, Connection, ErrorClass, PgError};
+
+/// Generous: a hang shows as a failure, never as a stuck run.
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn reconnecting() -> Result<Connection, Box<dyn std::error::Error>> {
+    Ok(Connection::connect(&scram_config()?.auto_reconnect(true)).await?)
+}
+
+async fn pid(conn: &Connection) -> Result<i32, PgError> {
+    conn.query_one("SELECT pg_backend_pid()", &[]).await?.get(0)
+}
+
+/// Ends `conn`'s session from the server side and waits (bounded) until
+/// the connection has seen it.
+async fn end_session(conn: &Connection) -> Result<i32, Box<dyn std::error::Error>> {
+    let old = pid(conn).await?;
+    terminate(old, conn).await?;
+    Ok(old)
+}
+
+/// Ends backend `pid` (`conn`'s) and waits (bounded) until `conn` has seen
+/// it.
+async fn terminate(pid: i32, conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
+    let admin = common::connect().await?;
+    admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await?;
+    for _ in 0..5_000 {
+        if conn.is_closed() {
+            return Ok(());
+        }
+        common::sleep(Duration::from_millis(2)).await;
+    }
+    Err("the connection never saw its session end".into())
+}
+
+#[test]
+fn a_broken_connection_reconnects_and_restores_its_session() -> TestResult {
+    run(async {
+        let conn = reconnecting().await?;
+        conn.set_param("application_name", "reconnect_test").await?;
+        conn.set_param("search_path", "pg_catalog, public").await?;
+        conn.listen("rc_waited").await?;
+        let mut subscription = conn.subscribe("rc_subscribed").await?;
+        let old = end_session(&conn).await?;
+
+        let row = within(
+            LIMIT,
+            "the first call after the break",
+            conn.query_one(
+                "SELECT pg_backend_pid(), current_setting('application_name'), \
+                 current_setting('search_path')",
+                &[],
+            ),
+        )
+        .await??;
+        let now: i32 = row.get(0)?;
+        check!(now != old, "still backend {old}");
+        check_eq!(conn.backend_pid(), Some(now));
+        check_eq!(row.get::<_, String>(1)?, "reconnect_test");
+        check_eq!(row.get::<_, String>(2)?, "pg_catalog, public");
+        check_eq!(conn.listened_channels(), vec!["rc_subscribed", "rc_waited"]);
+
+        // The subscription is told once, then carries on, listening again.
+        let e = expect_err(
+            within(LIMIT, "the interruption", subscription.next()).await?,
+            "the first delivery after the break",
+        )?;
+        check!(matches!(e, PgError::Interrupted(_)), "{e:?}");
+        let admin = common::connect().await?;
+        admin.notify("rc_subscribed", "after").await?;
+        admin.notify("rc_waited", "also after").await?;
+        let n = within(LIMIT, "a notification after", subscription.next())
+            .await??
+            .ok_or("the subscription ended")?;
+        check_eq!(n.payload, "after");
+        check_eq!(n.process_id, admin.backend_pid().ok_or("no pid")?);
+        let mut waited = None;
+        for _ in 0..2 {
+            match within(LIMIT, "wait_for_notification", conn.wait_for_notification()).await? {
+                Ok(n) => {
+                    waited = Some(n);
+                    break;
+                }
+                Err(PgError::Interrupted(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        check_eq!(waited.ok_or("nothing arrived")?.payload, "also after");
+        Ok(())
+    })
+}
+
+#[test]
+fn calls_on_their_way_and_an_open_transaction_end_with_the_old_session() -> TestResult {
+    run(async {
+        let table = common::unique("rc_txn");
+        let conn = reconnecting().await?;
+        conn.query(&format!("CREATE TABLE {table} (n int)")).await?;
+        let admin = common::connect().await?;
+
+        // A statement running on the server when its session ends fails:
+        // whether it ran is unknown, so it is not sent again.
+        let old = pid(&conn).await?;
+        let running = spawn({
+            let conn = conn.clone();
+            async move { conn.query("SELECT pg_sleep(30)").await }
+        });
+        common::until_backend(&admin, old, "query = 'SELECT pg_sleep(30)'").await?;
+        admin
+            .query_one("SELECT pg_terminate_backend($1)", &[&old])
+            .await?;
+        let e = expect_err(within(LIMIT, "the running query", running).await??, "it")?;
+        check_eq!(classify_error(&e), ErrorClass::Broken);
+        check!(pid(&conn).await? != old);
+
+        // A transaction open when its session ends cannot go on in the
+        // next one: its statements and its commit fail, nothing lands.
+        let txn = conn.transaction().await?;
+        txn.execute(&format!("INSERT INTO {table} VALUES (1)"), &[])
+            .await?;
+        let in_txn: i32 = txn
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0)?;
+        terminate(in_txn, &conn).await?;
+        let e = expect_err(
+            txn.execute(&format!("INSERT INTO {table} VALUES (2)"), &[])
+                .await,
+            "a statement of a transaction whose session ended",
+        )?;
+        check!(matches!(e, PgError::Transaction(_)), "{e:?}");
+        let e = expect_err(txn.commit().await, "committing it")?;
+        check!(matches!(e, PgError::Transaction(_)), "{e:?}");
+        check_eq!(common::count(&conn, &table).await?, 0);
+        conn.query(&format!("DROP TABLE {table}")).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_dead_transaction_never_runs_inside_the_next_sessions_transaction() -> TestResult {
+    run(async {
+        let table = common::unique("rc_lease");
+        let conn = reconnecting().await?;
+        conn.query(&format!("CREATE TABLE {table} (n int)")).await?;
+        // The first transaction of the first session...
+        let dead = conn.transaction().await?;
+        let old: i32 = dead
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0)?;
+        // (Not `end_session`: the connection's own requests wait while the
+        // transaction holds it.)
+        terminate(old, &conn).await?;
+        // ...and the first of the next one: their handles must never be
+        // confused.
+        let live = within(LIMIT, "a transaction after the break", conn.transaction()).await??;
+        let e = expect_err(
+            dead.execute(&format!("INSERT INTO {table} VALUES (1)"), &[])
+                .await,
+            "the dead transaction's statement",
+        )?;
+        check!(matches!(e, PgError::Transaction(_)), "{e:?}");
+        check_eq!(common::count(&live, &table).await?, 0);
+        live.rollback().await?;
+        conn.query(&format!("DROP TABLE {table}")).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn callers_that_find_it_broken_share_one_new_session() -> TestResult {
+    run(async {
+        let conn = reconnecting().await?;
+        let old = end_session(&conn).await?;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let conn = conn.clone();
+            tasks.push(spawn(async move { pid(&conn).await }));
+        }
+        let mut pids = Vec::new();
+        for task in tasks {
+            pids.push(within(LIMIT, "a caller", task).await???);
+        }
+        check!(
+            pids.iter().all(|&p| p == pids[0] && p != old),
+            "{pids:?} (old {old})"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn without_auto_reconnect_or_after_close_it_stays_closed() -> TestResult {
+    run(async {
+        let plain = Connection::connect(&scram_config()?).await?;
+        end_session(&plain).await?;
+        let e = expect_err(
+            plain.query("SELECT 1").await,
+            "a call on a broken connection",
+        )?;
+        check_eq!(classify_error(&e), ErrorClass::Broken);
+        check!(plain.is_closed());
+
+        let conn = reconnecting().await?;
+        conn.close().await?;
+        let e = expect_err(conn.query("SELECT 1").await, "a call after close")?;
+        check!(matches!(e, PgError::Closed(_)), "{e:?}");
+        Ok(())
+    })
+}
