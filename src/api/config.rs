@@ -1416,7 +1416,7 @@ mod tests {
             "postgresql://alice:secret@db.example.com:6543/inventory?sslmode=verify-ca\
              &application_name=shop&connect_timeout=10&options=-c%20search_path%3Dapp\
              &allow_insecure_auth=yes&statement_cache_size=0&max_message_size=1048576\
-             &passfile=%2Fetc%2Fpgpass",
+             &passfile=%2Fetc%2Fpgpass&auto_reconnect=on",
         );
         assert_eq!(c.get_user(), Some("alice"));
         assert_eq!(c.get_password(), Some(&b"secret"[..]));
@@ -1429,6 +1429,8 @@ mod tests {
         assert_eq!(c.get_options(), Some("-c search_path=app"));
         assert!(c.get_allow_insecure_auth());
         assert_eq!(c.get_statement_cache_size(), 0);
+        assert!(c.get_auto_reconnect());
+        assert!(!Config::new().get_auto_reconnect());
         assert_eq!(c.get_max_message_size(), 1 << 20);
         assert_eq!(c.get_passfile(), Some(std::path::Path::new("/etc/pgpass")));
     }
