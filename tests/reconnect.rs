@@ -216,9 +216,13 @@ fn without_auto_reconnect_or_after_close_it_stays_closed() -> TestResult {
         check!(plain.is_closed());
 
         let conn = reconnecting().await?;
+        let mut subscription = conn.subscribe("rc_closing").await?;
         conn.close().await?;
         let e = expect_err(conn.query("SELECT 1").await, "a call after close")?;
         check!(matches!(e, PgError::Closed(_)), "{e:?}");
+        // A closed connection's subscriptions end; they are not interrupted.
+        let end = within(LIMIT, "the subscription's end", subscription.next()).await??;
+        check!(end.is_none(), "{end:?}");
         Ok(())
     })
 }

@@ -270,6 +270,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 // The server may already be gone; nothing is waiting on us.
                 let _ = write_all(&*self.transport, &bye).await;
                 let _ = self.transport.shutdown().await;
+                self.shared.set_ended_cleanly();
                 self.shared
                     .set_broken(PgError::Closed("the connection was closed".into()));
             }

@@ -243,11 +243,13 @@ impl Registry {
 }
 
 /// Runs until the connection actor drops its end of `inbox` (the session
-/// ended), then closes every subscriber's queue, or, when the connection
-/// will `reconnect`, tells them notifications were interrupted.
+/// ended), then closes every subscriber's queue, or, when the session broke
+/// and the connection will `reconnect`, tells them notifications were
+/// interrupted.
 pub(crate) async fn run(
     mut inbox: UnboundedReceiver<Notification>,
     subscribers: Arc<Subscribers>,
+    session: Arc<crate::actors::shared::Shared>,
     reconnect: bool,
 ) {
     let mut since_yield = 0;
@@ -264,7 +266,7 @@ pub(crate) async fn run(
         }
     }
     let mut registry = lock(&subscribers.registry);
-    if reconnect {
+    if reconnect && !session.ended_cleanly() {
         registry.interrupt();
     } else {
         registry.close();

@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     /// commands it had taken from its mailbox (all but the low bit), and
     /// whether every one of them was done (low bit).
     settled: std::sync::atomic::AtomicU64,
+    /// The session ended because it was closed or its last handle went,
+    /// not because it broke.
+    ended_cleanly: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -130,6 +133,16 @@ impl Shared {
         lock(&self.session_params).clone()
     }
 
+    pub(crate) fn set_ended_cleanly(&self) {
+        self.ended_cleanly
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn ended_cleanly(&self) -> bool {
+        self.ended_cleanly
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Records why the connection broke; the first reason wins.
     pub(crate) fn set_broken(&self, error: PgError) {
         let _ = self.broken.set(error);
@@ -147,25 +160,15 @@ impl Shared {
     }
 
     pub(crate) fn set_notice_handler(&self, handler: Option<NoticeHandler>) {
-        *self
-            .notice_handler
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = handler;
+        *crate::sync::write(&self.notice_handler) = handler;
     }
 
     pub(crate) fn notice_handler(&self) -> Option<NoticeHandler> {
-        self.notice_handler
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::read(&self.notice_handler).clone()
     }
 
     pub(crate) fn notice(&self, notice: &DbError) {
-        let handler = self
-            .notice_handler
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let handler = crate::sync::read(&self.notice_handler).clone();
         match handler {
             Some(handler) => handler(notice),
             None => log_notice(notice),

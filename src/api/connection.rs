@@ -79,12 +79,7 @@ pub(crate) struct Session {
 /// The session parameters of the session in use (the broken one), to set
 /// again on the next.
 fn broken_params(inner: &Inner) -> Vec<(String, String)> {
-    inner
-        .session
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .shared
-        .session_params()
+    crate::sync::read(&inner.session).shared.session_params()
 }
 
 /// A reconnection, shared by every caller that finds the session broken.
@@ -326,7 +321,12 @@ impl Connection {
         // ends after it.
         let task = futures_util::future::join(
             actor.run(),
-            dispatcher::run(notify_rx, subscribers.clone(), config.auto_reconnect),
+            dispatcher::run(
+                notify_rx,
+                subscribers.clone(),
+                session.shared.clone(),
+                config.auto_reconnect,
+            ),
         );
         Ok((
             session,
@@ -338,20 +338,11 @@ impl Connection {
 
     /// The session in use.
     fn session(&self) -> Arc<Session> {
-        self.inner
-            .session
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        crate::sync::read(&self.inner.session).clone()
     }
 
     pub(crate) fn shared(&self) -> Arc<Shared> {
-        self.inner
-            .session
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .shared
-            .clone()
+        crate::sync::read(&self.inner.session).shared.clone()
     }
 
     async fn send(&self, command: Command) -> Result<(), PgError> {
@@ -421,18 +412,11 @@ impl Connection {
             crate::api::reconnect::reopen(how.config.clone(), inner.subscribers.clone(), params)
                 .await?;
         let session = restored.session();
-        let old = inner
-            .session
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let old = crate::sync::read(&inner.session).clone();
         session
             .shared
             .set_notice_handler(old.shared.notice_handler());
-        *inner
-            .session
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = session.clone();
+        *crate::sync::write(&inner.session) = session.clone();
         // The old session's prepared statements are gone with it.
         inner.statements.clear();
         Ok(session)
