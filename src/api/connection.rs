@@ -76,12 +76,6 @@ pub(crate) struct Session {
     cancel: CancelToken,
 }
 
-/// The session parameters of the session in use (the broken one), to set
-/// again on the next.
-fn broken_params(inner: &Inner) -> Vec<(String, String)> {
-    crate::sync::read(&inner.session).shared.session_params()
-}
-
 /// A reconnection, shared by every caller that finds the session broken.
 type Reopening = futures_util::future::Shared<
     Pin<Box<dyn Future<Output = Result<Arc<Session>, PgError>> + Send>>,
@@ -383,13 +377,20 @@ impl Connection {
             }
             under_way
                 .get_or_insert_with(|| {
-                    let inner = self.inner.clone();
+                    // Only a weak reference: a reconnection nobody waits for
+                    // any more must not keep the connection alive.
+                    let inner = Arc::downgrade(&self.inner);
+                    let opening = crate::api::reconnect::reopen(
+                        how.config.clone(),
+                        self.inner.subscribers.clone(),
+                        broken.shared.session_params(),
+                    );
                     let reopen: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
-                        let result = Connection::reopen(&inner, broken_params(&inner)).await;
-                        if let Some(how) = inner.reconnect.as_ref() {
-                            *crate::sync::lock(&how.under_way) = None;
-                        }
-                        result
+                        let restored = opening.await;
+                        let inner = inner.upgrade().ok_or_else(|| {
+                            PgError::Closed("the connection was dropped while reconnecting".into())
+                        })?;
+                        Connection::put_in_place(&inner, restored)
                     });
                     futures_util::FutureExt::shared(reopen)
                 })
@@ -398,25 +399,23 @@ impl Connection {
         reopening.await
     }
 
-    /// Opens a new session with the old one's session parameters and
-    /// LISTENs set on it before anyone else can use it, then puts it in
-    /// place.
-    async fn reopen(
-        inner: &Arc<Inner>,
-        params: Vec<(String, String)>,
+    /// Makes the restored session (or the failure to open one) the
+    /// outcome of the reconnection under way: the new session replaces the
+    /// broken one for every clone, with the old one's notice handler.
+    fn put_in_place(
+        inner: &Inner,
+        restored: Result<Connection, PgError>,
     ) -> Result<Arc<Session>, PgError> {
-        let Some(how) = inner.reconnect.as_ref() else {
-            return Err(PgError::Closed("reconnecting is off".into()));
-        };
-        let restored =
-            crate::api::reconnect::reopen(how.config.clone(), inner.subscribers.clone(), params)
-                .await?;
-        let session = restored.session();
-        let old = crate::sync::read(&inner.session).clone();
+        if let Some(how) = inner.reconnect.as_ref() {
+            *crate::sync::lock(&how.under_way) = None;
+        }
+        let session = restored?.session();
+        let mut current = crate::sync::write(&inner.session);
         session
             .shared
-            .set_notice_handler(old.shared.notice_handler());
-        *crate::sync::write(&inner.session) = session.clone();
+            .set_notice_handler(current.shared.notice_handler());
+        *current = session.clone();
+        drop(current);
         // The old session's prepared statements are gone with it.
         inner.statements.clear();
         Ok(session)
