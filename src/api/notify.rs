@@ -295,7 +295,7 @@ impl Connection {
     }
 
     /// The channels someone on this connection listens to (session state a
-    /// reconnection would restore), sorted.
+    /// reconnection restores), sorted.
     pub fn listened_channels(&self) -> Vec<String> {
         lock(&self.subscribers().registry).channels()
     }
