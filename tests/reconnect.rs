@@ -226,3 +226,51 @@ fn without_auto_reconnect_or_after_close_it_stays_closed() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn a_connection_over_a_callers_transport_never_reconnects() -> TestResult {
+    run(async {
+        // auto_reconnect is for connections that open their own sockets:
+        // over a transport the caller opened, a break ends subscriptions
+        // instead of leaving them waiting for a reconnection that cannot
+        // come.
+        let (client, mut server) = common::fake::pair(64 * 1024);
+        let config = wasi_pg_client::Config::new()
+            .user("alice")
+            .ssl_mode(wasi_pg_client::SslMode::Disable)
+            .auto_reconnect(true);
+        let server_side = async move {
+            server.accept_trust().await?;
+            let (tag, _) = server.read_message().await?;
+            if tag != b'Q' {
+                return Err(format!(
+                    "expected LISTEN as a simple query, got {:?}",
+                    tag as char
+                ));
+            }
+            let mut answer = common::fake::command_complete("LISTEN");
+            answer.extend(common::fake::ready());
+            server.send(&answer).await?;
+            drop(server);
+            Ok::<_, String>(())
+        };
+        let client_side = async {
+            let (conn, task) = Connection::connect_with_transport(&config, client)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _actor = spawn(task);
+            let mut subscription = conn.subscribe("cut").await.map_err(|e| e.to_string())?;
+            let end = within(LIMIT, "the subscription's end", subscription.next())
+                .await?
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((end, conn))
+        };
+        let (server, client) = futures_util::future::join(server_side, client_side).await;
+        server?;
+        let (end, conn) = client?;
+        check!(end.is_none(), "{end:?}");
+        let e = expect_err(conn.query("SELECT 1").await, "a call after the break")?;
+        check_eq!(classify_error(&e), ErrorClass::Broken);
+        Ok(())
+    })
+}

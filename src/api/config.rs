@@ -550,6 +550,8 @@ impl Config {
     /// they belonged to the old session. Subscriptions carry on, told once
     /// that notifications sent meanwhile were missed. A connection closed
     /// with [`Connection::close`](crate::Connection::close) stays closed.
+    /// Only [`Connection::connect`](crate::Connection::connect) can
+    /// reconnect: with `connect_with_transport` the transport is yours.
     pub fn auto_reconnect(mut self, reconnect: bool) -> Self {
         self.auto_reconnect = reconnect;
         self

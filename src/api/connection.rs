@@ -319,7 +319,9 @@ impl Connection {
                 notify_rx,
                 subscribers.clone(),
                 session.shared.clone(),
-                config.auto_reconnect,
+                // Only a connection that opened its own socket can open
+                // another.
+                port.is_some() && config.auto_reconnect,
             ),
         );
         Ok((
