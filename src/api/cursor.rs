@@ -69,7 +69,7 @@ impl CursorStream {
         statement: &crate::Statement,
         params: &[&(dyn crate::ToSql + Sync)],
         fetch_size: usize,
-        reservation: Reservation<'_>,
+        reservation: Reservation,
     ) -> Result<CursorStream, PgError> {
         let fetch_size = i32::try_from(fetch_size.max(1)).unwrap_or(i32::MAX);
         let mut bytes = BytesMut::new();
