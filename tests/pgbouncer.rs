@@ -570,8 +570,8 @@ fn named_statements_collide_on_a_shared_server_connection() -> TestResult {
             check_eq!(y?.get::<_, i32>(0)?, i + 100);
         }
         // Both really share one backend.
-        let pid_a: i32 = a.query_one("SELECT pg_backend_pid()", &[]).await?.get(0)?;
-        let pid_b: i32 = b.query_one("SELECT pg_backend_pid()", &[]).await?.get(0)?;
+        let pid_a = common::backend_pid(&a).await?;
+        let pid_b = common::backend_pid(&b).await?;
         check_eq!(pid_a, pid_b);
         Ok(())
     })

@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{expect_err, run, scram_config, spawn, within, TestResult};
+use common::{backend_pid, expect_err, run, scram_config, spawn, within, TestResult};
 use wasi_pg_client::pool::{Pool, PoolConfig, PoolStatus};
 use wasi_pg_client::{Connection, PgError};
 
@@ -42,8 +42,17 @@ async fn until_status(
     ))
 }
 
-async fn pid(conn: &Connection) -> Result<i32, PgError> {
-    conn.query_one("SELECT pg_backend_pid()", &[]).await?.get(0)
+/// A fresh `(n int)` table every role may use (the pool's scram_user
+/// too), and the superuser connection that made it (to drop it).
+async fn table_for_all(prefix: &str) -> Result<(Connection, String), PgError> {
+    let table = common::unique(prefix);
+    let admin = common::connect().await?;
+    admin
+        .simple_query(&format!(
+            "CREATE TABLE {table} (n int); GRANT ALL ON {table} TO PUBLIC"
+        ))
+        .await?;
+    Ok((admin, table))
 }
 
 #[test]
@@ -56,7 +65,7 @@ fn acquire_and_release_as_in_the_readme() -> TestResult {
         check_eq!(result.rows().len(), 1);
         check_eq!(pool.status().in_use, 1);
         check_eq!(pool.status().idle, 0);
-        let first = pid(&guard).await?;
+        let first = backend_pid(&guard).await?;
         guard.release().await;
         until_status(&pool, "the connection idle again", |s| {
             s.idle == 1 && s.in_use == 0
@@ -64,7 +73,7 @@ fn acquire_and_release_as_in_the_readme() -> TestResult {
         .await?;
         // The same connection comes back (most recently used first).
         let again = pool.acquire().await?;
-        check_eq!(pid(&again).await?, first);
+        check_eq!(backend_pid(&again).await?, first);
         drop(again);
         until_status(&pool, "a dropped guard back", |s| s.idle == 1).await?;
         pool.close().await;
@@ -151,13 +160,7 @@ fn an_exhausted_pool_serves_waiters_in_order_then_times_out() -> TestResult {
 #[test]
 fn a_guard_dropped_mid_transaction_is_rolled_back_before_reuse() -> TestResult {
     run(async {
-        let table = common::unique("pool_rollback");
-        let setup = common::connect().await?;
-        setup
-            .simple_query(&format!(
-                "CREATE TABLE {table} (n int); GRANT ALL ON {table} TO PUBLIC"
-            ))
-            .await?;
+        let (setup, table) = table_for_all("pool_rollback").await?;
         let pool = Pool::new(pool_config(1)?).await?;
         for release in [false, true] {
             let guard = pool.acquire().await?;
@@ -167,14 +170,14 @@ fn a_guard_dropped_mid_transaction_is_rolled_back_before_reuse() -> TestResult {
             // The same session sees its own insert while the transaction
             // is open.
             check_eq!(common::count(&guard, &table).await?, 1);
-            let pid_before = pid(&guard).await?;
+            let pid_before = backend_pid(&guard).await?;
             if release {
                 guard.release().await;
             } else {
                 drop(guard);
             }
             let next = within(LIMIT, "the next acquire", pool.acquire()).await??;
-            check_eq!(pid(&next).await?, pid_before);
+            check_eq!(backend_pid(&next).await?, pid_before);
             // Rolled back: not even its own session sees the row now.
             check_eq!(common::count(&next, &table).await?, 0);
             next.release().await;
@@ -187,16 +190,10 @@ fn a_guard_dropped_mid_transaction_is_rolled_back_before_reuse() -> TestResult {
 #[test]
 fn a_guard_dropped_while_its_query_runs_is_settled_before_reuse() -> TestResult {
     run(async {
-        let table = common::unique("pool_inflight");
-        let admin = common::connect().await?;
-        admin
-            .simple_query(&format!(
-                "CREATE TABLE {table} (n int); GRANT ALL ON {table} TO PUBLIC"
-            ))
-            .await?;
+        let (admin, table) = table_for_all("pool_inflight").await?;
         let pool = Pool::new(pool_config(1)?).await?;
         let guard = pool.acquire().await?;
-        let backend = pid(&guard).await?;
+        let backend = backend_pid(&guard).await?;
         {
             // Gave up on while the server still runs it, inside the
             // transaction it opened: the pool cannot know the outcome
@@ -217,7 +214,7 @@ fn a_guard_dropped_while_its_query_runs_is_settled_before_reuse() -> TestResult 
         }
         drop(guard);
         let next = within(LIMIT, "the next acquire", pool.acquire()).await??;
-        check_eq!(pid(&next).await?, backend);
+        check_eq!(backend_pid(&next).await?, backend);
         check_eq!(common::count(&next, &table).await?, 0);
         next.release().await;
         admin.simple_query(&format!("DROP TABLE {table}")).await?;
@@ -231,21 +228,18 @@ fn broken_connections_are_replaced_not_handed_out() -> TestResult {
         let pool = Pool::new(pool_config(2)?.min_idle(2).test_after_idle(Duration::ZERO)).await?;
         until_status(&pool, "two idle connections", |s| s.idle == 2).await?;
         let (a, b) = (pool.acquire().await?, pool.acquire().await?);
-        let old = [pid(&a).await?, pid(&b).await?];
+        let old = [backend_pid(&a).await?, backend_pid(&b).await?];
         a.release().await;
         b.release().await;
         // The server ends both sessions while they sit idle (what a
         // restart does to them).
-        let admin = common::connect().await?;
         for pid in old {
-            admin
-                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-                .await?;
+            common::terminate_backend(pid).await?;
         }
         let mut fresh = Vec::new();
         for _ in 0..2 {
             let conn = within(LIMIT, "acquire after the backends died", pool.acquire()).await??;
-            let now = pid(&conn).await?;
+            let now = backend_pid(&conn).await?;
             check!(!old.contains(&now), "a dead connection was handed out");
             fresh.push(conn);
         }
@@ -261,11 +255,14 @@ fn old_and_idle_connections_are_closed_down_to_min_idle() -> TestResult {
         // Lifetime: the only connection is retired and a new one opened.
         let pool = Pool::new(pool_config(2)?.max_lifetime(Duration::from_millis(200))).await?;
         let conn = pool.acquire().await?;
-        let first = pid(&conn).await?;
+        let first = backend_pid(&conn).await?;
         conn.release().await;
         until_status(&pool, "the old connection retired", |s| s.size == 0).await?;
         let conn = pool.acquire().await?;
-        check!(pid(&conn).await? != first, "a retired connection came back");
+        check!(
+            backend_pid(&conn).await? != first,
+            "a retired connection came back"
+        );
         conn.release().await;
 
         // Idle timeout: three open, then back to min_idle.
@@ -301,18 +298,18 @@ fn shared_connections_pipeline_many_callers() -> TestResult {
         let one = Pool::new(pool_config(1)?).await?;
         let a = one.get_shared().await?;
         let b = one.get_shared().await?;
-        check_eq!(pid(&a).await?, pid(&b).await?);
+        check_eq!(backend_pid(&a).await?, backend_pid(&b).await?);
         check_eq!(one.status().shared, 1);
         // An exclusive caller waits until every sharer is done.
         let exclusive = spawn({
             let one = one.clone();
             async move {
                 let guard = one.acquire().await?;
-                pid(&guard).await
+                backend_pid(&guard).await
             }
         });
         until_status(&one, "the exclusive caller waiting", |s| s.waiters == 1).await?;
-        let shared_pid = pid(&a).await?;
+        let shared_pid = backend_pid(&a).await?;
         drop(a);
         drop(b);
         check_eq!(
@@ -359,19 +356,19 @@ fn sharers_fill_one_connection_before_another_is_brought_in() -> TestResult {
         until_status(&pool, "two idle connections", |s| s.idle == 2).await?;
         let a = pool.get_shared().await?;
         let b = pool.get_shared().await?;
-        check_eq!(pid(&a).await?, pid(&b).await?);
+        check_eq!(backend_pid(&a).await?, backend_pid(&b).await?);
         check_eq!(pool.status().shared, 1);
         // Full at two: the third sharer gets the other connection.
         let c = pool.get_shared().await?;
-        check!(pid(&c).await? != pid(&a).await?);
+        check!(backend_pid(&c).await? != backend_pid(&a).await?);
         check_eq!(pool.status().shared, 2);
         // The least used one next: c's.
         let d = pool.get_shared().await?;
-        check_eq!(pid(&d).await?, pid(&c).await?);
+        check_eq!(backend_pid(&d).await?, backend_pid(&c).await?);
         // With every connection full and none to open, a fifth still gets
         // one at once rather than waiting.
         let e = within(LIMIT, "a fifth sharer", pool.get_shared()).await??;
-        check!([pid(&a).await?, pid(&c).await?].contains(&pid(&e).await?));
+        check!([backend_pid(&a).await?, backend_pid(&c).await?].contains(&backend_pid(&e).await?));
         drop((a, b, c, d, e));
         until_status(&pool, "both back to idle", |s| s.shared == 0 && s.idle == 2).await?;
         Ok(())
@@ -483,7 +480,7 @@ fn a_connection_still_cloned_at_release_leaves_the_pool() -> TestResult {
         // Still usable by whoever kept it, and no longer the pool's.
         check_eq!(kept.query_one("SELECT 2", &[]).await?.get::<_, i32>(0)?, 2);
         let fresh = pool.acquire().await?;
-        check!(pid(&fresh).await? != pid(&kept).await?);
+        check!(backend_pid(&fresh).await? != backend_pid(&kept).await?);
 
         let detached = fresh.detach();
         until_status(&pool, "the detached connection forgotten", |s| s.size == 0).await?;
@@ -597,7 +594,7 @@ fn a_real_server_restart_while_connections_idle_is_survived() -> TestResult {
         .await?;
         until_status(&pool, "two idle connections", |s| s.idle == 2).await?;
         let (a, b) = (pool.acquire().await?, pool.acquire().await?);
-        let old = [pid(&a).await?, pid(&b).await?];
+        let old = [backend_pid(&a).await?, backend_pid(&b).await?];
         a.release().await;
         b.release().await;
 
@@ -650,7 +647,7 @@ fn a_real_server_restart_while_connections_idle_is_survived() -> TestResult {
             within(LIMIT, "acquire after the restart", pool.acquire()).await??,
             within(LIMIT, "acquire after the restart", pool.acquire()).await??,
         );
-        let new = [pid(&a).await?, pid(&b).await?];
+        let new = [backend_pid(&a).await?, backend_pid(&b).await?];
         check!(
             new.iter().all(|p| !old.contains(p)),
             "old {old:?}, now {new:?}"

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_err, run, scram_config, spawn, within, TestResult};
+use common::{backend_pid, expect_err, run, scram_config, spawn, within, TestResult};
 use wasi_pg_client::{classify_error, Connection, ErrorClass, PgError};
 
 /// Generous: a hang shows as a failure, never as a stuck run.
@@ -18,14 +18,10 @@ async fn reconnecting() -> Result<Connection, Box<dyn std::error::Error>> {
     Ok(Connection::connect(&scram_config()?.auto_reconnect(true)).await?)
 }
 
-async fn pid(conn: &Connection) -> Result<i32, PgError> {
-    conn.query_one("SELECT pg_backend_pid()", &[]).await?.get(0)
-}
-
 /// Ends `conn`'s session from the server side and waits (bounded) until
 /// the connection has seen it.
 async fn end_session(conn: &Connection) -> Result<i32, Box<dyn std::error::Error>> {
-    let old = pid(conn).await?;
+    let old = backend_pid(conn).await?;
     terminate(old, conn).await?;
     Ok(old)
 }
@@ -33,10 +29,7 @@ async fn end_session(conn: &Connection) -> Result<i32, Box<dyn std::error::Error
 /// Ends backend `pid` (`conn`'s) and waits (bounded) until `conn` has seen
 /// it.
 async fn terminate(pid: i32, conn: &Connection) -> Result<(), Box<dyn std::error::Error>> {
-    let admin = common::connect().await?;
-    admin
-        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-        .await?;
+    common::terminate_backend(pid).await?;
     for _ in 0..5_000 {
         if conn.is_closed() {
             return Ok(());
@@ -113,28 +106,23 @@ fn calls_on_their_way_and_an_open_transaction_end_with_the_old_session() -> Test
 
         // A statement running on the server when its session ends fails:
         // whether it ran is unknown, so it is not sent again.
-        let old = pid(&conn).await?;
+        let old = backend_pid(&conn).await?;
         let running = spawn({
             let conn = conn.clone();
             async move { conn.query("SELECT pg_sleep(30)").await }
         });
         common::until_backend(&admin, old, "query = 'SELECT pg_sleep(30)'").await?;
-        admin
-            .query_one("SELECT pg_terminate_backend($1)", &[&old])
-            .await?;
+        common::terminate_backend(old).await?;
         let e = expect_err(within(LIMIT, "the running query", running).await??, "it")?;
         check_eq!(classify_error(&e), ErrorClass::Broken);
-        check!(pid(&conn).await? != old);
+        check!(backend_pid(&conn).await? != old);
 
         // A transaction open when its session ends cannot go on in the
         // next one: its statements and its commit fail, nothing lands.
         let txn = conn.transaction().await?;
         txn.execute(&format!("INSERT INTO {table} VALUES (1)"), &[])
             .await?;
-        let in_txn: i32 = txn
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .get(0)?;
+        let in_txn = backend_pid(&txn).await?;
         terminate(in_txn, &conn).await?;
         let e = expect_err(
             txn.execute(&format!("INSERT INTO {table} VALUES (2)"), &[])
@@ -158,10 +146,7 @@ fn a_dead_transaction_never_runs_inside_the_next_sessions_transaction() -> TestR
         conn.query(&format!("CREATE TABLE {table} (n int)")).await?;
         // The first transaction of the first session...
         let dead = conn.transaction().await?;
-        let old: i32 = dead
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .get(0)?;
+        let old = backend_pid(&dead).await?;
         // (Not `end_session`: the connection's own requests wait while the
         // transaction holds it.)
         terminate(old, &conn).await?;
@@ -189,7 +174,7 @@ fn callers_that_find_it_broken_share_one_new_session() -> TestResult {
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let conn = conn.clone();
-            tasks.push(spawn(async move { pid(&conn).await }));
+            tasks.push(spawn(async move { backend_pid(&conn).await }));
         }
         let mut pids = Vec::new();
         for task in tasks {

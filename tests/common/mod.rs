@@ -137,6 +137,54 @@ pub async fn count(db: &impl wasi_pg_client::GenericClient, table: &str) -> Resu
         .get(0)
 }
 
+/// The server process serving `db` (a connection, a transaction, a pooled
+/// connection).
+pub async fn backend_pid(db: &impl wasi_pg_client::GenericClient) -> Result<i32, PgError> {
+    db.query_one("SELECT pg_backend_pid()", &[]).await?.get(0)
+}
+
+/// Ends backend `pid` from the server side (`pg_terminate_backend`, the
+/// FATAL 57P01 and EOF a restart sends), as the superuser.
+pub async fn terminate_backend(pid: i32) -> Result<(), PgError> {
+    connect()
+        .await?
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .map(drop)
+}
+
+/// What the connection actor may hold of one stream (rows or COPY data)
+/// whose consumer is slow: a read's worth of input, a chunk being filled and
+/// a chunk waiting for room (64 KiB each, plus a frame), far below the tens
+/// of megabytes the tests stream.
+pub const ACTOR_BUFFER_BOUND: usize = 512 * 1024;
+
+/// Once the consumer of `conn`'s stream has stopped reading: the server
+/// (backend `pid`, seen by `observer`) ends up blocked sending the rest,
+/// while the actor holds little of it.
+pub async fn server_waits_for_the_reader(
+    observer: &Connection,
+    conn: &Connection,
+    pid: i32,
+) -> Result<(), String> {
+    until_backend(observer, pid, "wait_event = 'ClientWrite'").await?;
+    let held = conn.buffered_bytes();
+    if held.now > ACTOR_BUFFER_BOUND {
+        return Err(format!("the actor holds {held:?}"));
+    }
+    Ok(())
+}
+
+/// After the stream was read to its end: the actor never held more than a
+/// little, and holds nothing now.
+pub fn actor_held_little_throughout(conn: &Connection) -> Result<(), String> {
+    let held = conn.buffered_bytes();
+    if held.peak > ACTOR_BUFFER_BOUND || held.now != 0 {
+        return Err(format!("the actor held up to {held:?}"));
+    }
+    Ok(())
+}
+
 /// Polls (no sleeps) until `observer` sees backend `pid` meeting `condition`
 /// (a `pg_stat_activity` condition, on `wait_event` say).
 pub async fn until_backend(observer: &Connection, pid: i32, condition: &str) -> Result<(), String> {
