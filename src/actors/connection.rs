@@ -720,7 +720,17 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         };
         let mut run = 0;
         let mut last = false;
-        while let Some((tag, len)) = self.frames.frame_at(run)? {
+        loop {
+            // Rows neither end an answer nor need routing: skip them in bulk.
+            run = self
+                .frames
+                .skip_data_rows(run, CHUNK_TARGET.saturating_sub(pending.len()));
+            if pending.len() + run >= CHUNK_TARGET {
+                break;
+            }
+            let Some((tag, len)) = self.frames.frame_at(run)? else {
+                break;
+            };
             if matches!(tag, b'A' | b'N' | b'S') {
                 // Not the caller's: `asynchronous` takes it on its own.
                 break;
@@ -736,9 +746,6 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             run += len;
             if ends.is_end(tag) {
                 last = true;
-                break;
-            }
-            if pending.len() + run >= CHUNK_TARGET {
                 break;
             }
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::Message;
 
 use crate::actors::connection::{Chunk, Ends};
@@ -16,6 +17,7 @@ use crate::api::error::DbError;
 use crate::api::row::{Column, QueryResult, Row};
 use crate::protocol::describe;
 use crate::protocol::framing::next_message;
+use crate::protocol::values::{ValueRanges, ValueSpan};
 use crate::PgError;
 
 /// The backend messages answering one request, up to its ReadyForQuery.
@@ -93,8 +95,18 @@ pub(crate) fn data_row(
     let columns = columns
         .cloned()
         .ok_or_else(|| PgError::Protocol("a row arrived before its description".into()))?;
-    let ranges = fallible_iterator::FallibleIterator::collect(body.ranges())
-        .map_err(|e| PgError::Protocol(format!("malformed row: {e}")))?;
+    let mut ranges = ValueRanges::with_capacity(columns.len());
+    let mut values = body.ranges();
+    while let Some(range) = values
+        .next()
+        .map_err(|e| PgError::Protocol(format!("malformed row: {e}")))?
+    {
+        ranges.push(match range {
+            None => ValueSpan::NULL,
+            Some(r) => ValueSpan::new(r.start, r.end)
+                .ok_or_else(|| PgError::Protocol("a row over 4 GiB".into()))?,
+        });
+    }
     let data = body.buffer_bytes().clone();
     if text {
         Row::new_text(columns, data, ranges)

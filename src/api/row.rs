@@ -4,12 +4,12 @@
 //! an unknown column is a `PgError::Decode` that names the column.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use postgres_types::{FromSql, Type, WrongType};
 
+use crate::protocol::values::ValueRanges;
 use crate::protocol::{text, values};
 use crate::PgError;
 
@@ -101,7 +101,7 @@ struct TextRow {
 pub struct Row {
     columns: Arc<[Column]>,
     data: Bytes,
-    ranges: Vec<Option<Range<usize>>>,
+    ranges: ValueRanges,
     text: Option<Box<TextRow>>,
 }
 
@@ -119,7 +119,7 @@ impl Row {
     pub(crate) fn new(
         columns: Arc<[Column]>,
         data: Bytes,
-        ranges: Vec<Option<Range<usize>>>,
+        ranges: ValueRanges,
     ) -> Result<Row, PgError> {
         if ranges.len() != columns.len() {
             return Err(PgError::Protocol(format!(
@@ -140,7 +140,7 @@ impl Row {
     pub(crate) fn new_text(
         columns: Arc<[Column]>,
         data: Bytes,
-        ranges: Vec<Option<Range<usize>>>,
+        ranges: ValueRanges,
     ) -> Result<Row, PgError> {
         let mut row = Row::new(columns, data, ranges)?;
         let binary = row
@@ -148,8 +148,8 @@ impl Row {
             .iter()
             .zip(&row.ranges)
             .map(|(c, r)| {
-                r.as_ref()
-                    .and_then(|r| row.data.get(r.clone()))
+                r.range()
+                    .and_then(|r| row.data.get(r))
                     .and_then(|raw| text::to_binary(&c.type_, raw))
             })
             .collect();
@@ -201,9 +201,7 @@ impl Row {
             )));
         };
         let column = &self.columns[i];
-        let raw = self.ranges[i]
-            .as_ref()
-            .and_then(|r| self.data.get(r.clone()));
+        let raw = self.ranges[i].range().and_then(|r| self.data.get(r));
         let decode_err = |e: Box<dyn std::error::Error + Sync + Send>| {
             let what = if e.is::<WrongType>() {
                 format!(
@@ -336,6 +334,7 @@ pub(crate) fn rows_affected(tag: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::values::ValueSpan;
 
     #[test]
     fn command_tags() {
@@ -352,7 +351,8 @@ mod tests {
         ]
         .into();
         let data = Bytes::from_static(b"\x00\x00\x00\x07bob");
-        Row::new(columns, data, vec![Some(0..4), None]).unwrap()
+        let spans = [ValueSpan::new(0, 4).unwrap(), ValueSpan::NULL];
+        Row::new(columns, data, spans.into_iter().collect()).unwrap()
     }
 
     #[test]

@@ -2,11 +2,10 @@
 //! splitting binary bytes back into rows, with every count and length
 //! checked.
 
-use std::ops::Range;
-
 use bytes::{BufMut, BytesMut};
 use postgres_types::{IsNull, ToSql, Type};
 
+use crate::protocol::values::{ValueRanges, ValueSpan};
 use crate::PgError;
 
 /// The binary format's signature, then flags (0) and the header extension
@@ -63,10 +62,7 @@ pub(crate) enum BinaryItem {
     Incomplete,
     /// A row: its length in the buffer, and each field's range (None for
     /// NULL) within it.
-    Row {
-        len: usize,
-        fields: Vec<Option<Range<usize>>>,
-    },
+    Row { len: usize, fields: ValueRanges },
     /// The trailer: the data ended (its length).
     End(usize),
 }
@@ -118,7 +114,7 @@ pub(crate) fn binary_row(buf: &[u8], columns: usize) -> Result<BinaryItem, PgErr
         )));
     }
     let mut at = 2usize;
-    let mut fields = Vec::with_capacity(columns);
+    let mut fields = ValueRanges::with_capacity(columns);
     for _ in 0..columns {
         let Some(len) = buf.get(at..at + 4) else {
             return Ok(BinaryItem::Incomplete);
@@ -126,7 +122,7 @@ pub(crate) fn binary_row(buf: &[u8], columns: usize) -> Result<BinaryItem, PgErr
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         at += 4;
         if len == -1 {
-            fields.push(None);
+            fields.push(ValueSpan::NULL);
             continue;
         }
         let len = usize::try_from(len)
@@ -137,7 +133,9 @@ pub(crate) fn binary_row(buf: &[u8], columns: usize) -> Result<BinaryItem, PgErr
         if buf.len() < end {
             return Ok(BinaryItem::Incomplete);
         }
-        fields.push(Some(at..end));
+        let span = ValueSpan::new(at, end)
+            .ok_or_else(|| PgError::Protocol("binary COPY row too large".into()))?;
+        fields.push(span);
         at = end;
     }
     Ok(BinaryItem::Row { len: at, fields })
@@ -245,12 +243,12 @@ mod tests {
         let BinaryItem::Row { len, fields } = binary_row(rest, 2).unwrap() else {
             panic!("expected a row");
         };
-        assert_eq!(&rest[fields[1].clone().unwrap()], b"seven");
+        assert_eq!(&rest[fields[1].range().unwrap()], b"seven");
         rest = &rest[len..];
         let BinaryItem::Row { len, fields } = binary_row(rest, 2).unwrap() else {
             panic!("expected a row");
         };
-        assert_eq!(fields[1], None);
+        assert_eq!(fields[1].range(), None);
         rest = &rest[len..];
         assert!(matches!(binary_row(rest, 2).unwrap(), BinaryItem::End(2)));
         // Wrong field count, truncated rows, a bad signature.

@@ -15,6 +15,7 @@ use crate::PgError;
 pub(crate) const HEADER_LEN: usize = 5;
 
 /// Whether `tag` starts a message a PostgreSQL 3.x backend may send.
+#[inline]
 pub(crate) fn is_backend_tag(tag: u8) -> bool {
     matches!(
         tag,
@@ -46,39 +47,51 @@ pub(crate) fn is_backend_tag(tag: u8) -> bool {
 
 /// The total length (tag included) of the frame starting at `buf`, once its
 /// header is complete; an error when the header is invalid.
+///
+/// Runs twice per message (scanning, then splitting), so the accepted case
+/// is a few comparisons and every error is built out of line.
+#[inline]
 pub(crate) fn frame_len(buf: &[u8], max_message_size: usize) -> Result<Option<usize>, PgError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
         return Ok(None);
     };
     let tag = header[0];
-    if !is_backend_tag(tag) {
-        return Err(PgError::Protocol(format!(
+    let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    // u64 so the comparison cannot wrap on 32-bit targets.
+    if !is_backend_tag(tag) || declared < 4 || u64::from(declared) > max_message_size as u64 {
+        return Err(invalid_header(tag, declared, max_message_size));
+    }
+    // declared ≤ max_message_size ≤ usize::MAX, and +1 for the tag cannot
+    // overflow unless the cap itself is usize::MAX: checked_add to be sure.
+    match (declared as usize).checked_add(1) {
+        Some(total) => Ok(Some(total)),
+        None => Err(invalid_header(tag, declared, max_message_size)),
+    }
+}
+
+/// Why a header `frame_len` refused is invalid.
+#[cold]
+#[inline(never)]
+fn invalid_header(tag: u8, declared: u32, max_message_size: usize) -> PgError {
+    PgError::Protocol(if !is_backend_tag(tag) {
+        format!(
             "unknown message type {:?} (0x{tag:02x}) from the server",
             char::from(tag)
-        )));
-    }
-    let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-    if declared < 4 {
-        return Err(PgError::Protocol(format!(
+        )
+    } else if declared < 4 {
+        format!(
             "message {:?} declares length {declared}, below the minimum of 4",
             char::from(tag)
-        )));
-    }
-    // u64 so the comparison cannot wrap on 32-bit targets.
-    if u64::from(declared) > max_message_size as u64 {
-        return Err(PgError::Protocol(format!(
+        )
+    } else if u64::from(declared) > max_message_size as u64 {
+        format!(
             "message {:?} declares {declared} bytes, over the limit of {max_message_size} \
              (Config::max_message_size)",
             char::from(tag)
-        )));
-    }
-    // declared ≤ max_message_size ≤ usize::MAX, and +1 for the tag cannot
-    // overflow because a usize cap below usize::MAX was checked above
-    // unless the cap itself is usize::MAX; use checked_add to be sure.
-    let total = (declared as usize)
-        .checked_add(1)
-        .ok_or_else(|| PgError::Protocol("message length overflows".into()))?;
-    Ok(Some(total))
+        )
+    } else {
+        "message length overflows".to_string()
+    })
 }
 
 /// Accumulates received bytes and hands out complete frames.
@@ -127,6 +140,29 @@ impl FrameReader {
         }
     }
 
+    /// Where the run of complete, valid DataRow frames starting `offset`
+    /// bytes in ends, scanning no further once `limit` is reached. A large
+    /// result is mostly rows: this is the tight loop over them. Anything
+    /// else (another tag, an incomplete or invalid header) ends the run and
+    /// is left to [`frame_at`](Self::frame_at), which reports errors.
+    pub(crate) fn skip_data_rows(&self, offset: usize, limit: usize) -> usize {
+        let mut at = offset;
+        while at < limit {
+            let Some(&[b'D', a, b, c, d]) = self.buf.get(at..at.saturating_add(HEADER_LEN)) else {
+                break;
+            };
+            let declared = u32::from_be_bytes([a, b, c, d]);
+            if declared < 4 || u64::from(declared) > self.max_message_size as u64 {
+                break;
+            }
+            match at.checked_add(declared as usize + 1) {
+                Some(end) if end <= self.buf.len() => at = end,
+                _ => break,
+            }
+        }
+        at
+    }
+
     /// The byte at `offset`, if buffered.
     pub(crate) fn byte_at(&self, offset: usize) -> Option<u8> {
         self.buf.get(offset).copied()
@@ -165,17 +201,20 @@ pub fn parse_frame(mut frame: BytesMut) -> Result<Message, PgError> {
 
 /// Splits a buffer of complete frames into messages, in order.
 ///
-/// The actor hands over only frames it has checked, but the header is
-/// checked again before postgres-protocol splits one off: it must never see
-/// an incomplete frame.
+/// The actor hands over only frames whose headers it has checked, so here
+/// only completeness is checked again before postgres-protocol splits one
+/// off: it must never see an incomplete frame (it would reserve the rest).
 pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgError> {
-    let Some(&tag) = frames.first() else {
-        return Ok(None);
+    let Some(header) = frames.get(..HEADER_LEN) else {
+        return match frames.is_empty() {
+            true => Ok(None),
+            false => Err(truncated()),
+        };
     };
-    let truncated = || PgError::Protocol("truncated message in a response chunk".into());
-    match frame_len(frames, usize::MAX)? {
-        Some(len) if frames.len() >= len => {}
-        _ => return Err(truncated()),
+    let tag = header[0];
+    let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    if u64::from(declared) + 1 > frames.len() as u64 {
+        return Err(truncated());
     }
     match Message::parse(frames) {
         Ok(Some(message)) => Ok(Some(message)),
@@ -185,6 +224,11 @@ pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgE
             char::from(tag)
         ))),
     }
+}
+
+#[cold]
+fn truncated() -> PgError {
+    PgError::Protocol("truncated message in a response chunk".into())
 }
 
 #[cfg(test)]
@@ -232,6 +276,52 @@ mod tests {
         let e = r.next_frame().unwrap_err();
         assert!(e.to_string().contains("over the limit"), "{e}");
         assert!(r.buf.capacity() < 1024);
+    }
+
+    fn data_row(values: &[u8]) -> Vec<u8> {
+        let mut frame = vec![b'D'];
+        frame.extend_from_slice(&(4 + 2 + values.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&1u16.to_be_bytes());
+        frame.extend_from_slice(values);
+        frame
+    }
+
+    #[test]
+    fn data_rows_are_skipped_up_to_anything_else() {
+        let mut r = FrameReader::new(1024);
+        let row = data_row(b"\x00\x00\x00\x01x");
+        for _ in 0..3 {
+            r.extend(&row);
+        }
+        r.extend(&ready_for_query());
+        assert_eq!(r.skip_data_rows(0, usize::MAX), 3 * row.len());
+        // The limit is checked before each row, so the row under way ends it.
+        assert_eq!(r.skip_data_rows(0, row.len() + 1), 2 * row.len());
+        assert_eq!(r.skip_data_rows(3 * row.len(), usize::MAX), 3 * row.len());
+        // An incomplete row or an invalid header ends the run, unreported.
+        let mut r = FrameReader::new(1024);
+        r.extend(&row);
+        r.extend(&row[..row.len() - 1]);
+        assert_eq!(r.skip_data_rows(0, usize::MAX), row.len());
+        let mut r = FrameReader::new(8);
+        r.extend(&row);
+        assert_eq!(r.skip_data_rows(0, usize::MAX), 0);
+        assert!(r.frame_at(0).is_err());
+    }
+
+    #[test]
+    fn next_message_refuses_a_truncated_chunk() {
+        let row = data_row(b"\x00\x00\x00\x01x");
+        let mut chunk = BytesMut::from(&row[..]);
+        chunk.extend_from_slice(&row[..row.len() - 2]);
+        assert!(matches!(
+            next_message(&mut chunk),
+            Ok(Some(Message::DataRow(_)))
+        ));
+        assert!(next_message(&mut chunk).is_err());
+        let mut header_only = BytesMut::from(&row[..3]);
+        assert!(next_message(&mut header_only).is_err());
+        assert!(matches!(next_message(&mut BytesMut::new()), Ok(None)));
     }
 
     #[test]

@@ -6,7 +6,49 @@
 //! program (found by `fuzz/decode_pg_types`). A value whose declared count
 //! cannot fit in its bytes is refused here instead.
 
+use std::ops::Range;
+
 use postgres_types::{Kind, Type};
+use smallvec::SmallVec;
+
+/// How many values a row keeps inline; wider rows allocate.
+const INLINE_VALUES: usize = 4;
+
+/// Where each value of a row lies in the row's bytes. Most rows fit
+/// inline, so reading one allocates nothing here; rows are moved by value
+/// on their way to the caller, so each span is kept to 8 bytes.
+pub(crate) type ValueRanges = SmallVec<[ValueSpan; INLINE_VALUES]>;
+
+/// One value's place in its row's bytes, or NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ValueSpan {
+    /// `u32::MAX` for NULL: no value starts there, as a protocol message
+    /// (and so a row) is shorter than 4 GiB.
+    start: u32,
+    end: u32,
+}
+
+impl ValueSpan {
+    pub(crate) const NULL: ValueSpan = ValueSpan {
+        start: u32::MAX,
+        end: u32::MAX,
+    };
+
+    /// The span of `start..end`; `None` if it lies past 4 GiB (impossible
+    /// inside one message, checked rather than assumed).
+    pub(crate) fn new(start: usize, end: usize) -> Option<ValueSpan> {
+        let start = u32::try_from(start).ok().filter(|s| *s != u32::MAX)?;
+        Some(ValueSpan {
+            start,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    /// The value's byte range, `None` for NULL.
+    pub(crate) fn range(self) -> Option<Range<usize>> {
+        (self.start != u32::MAX).then_some(self.start as usize..self.end as usize)
+    }
+}
 
 /// Every array element and every hstore key or value starts with a 4-byte
 /// length.
@@ -83,6 +125,18 @@ fn check_hstore(raw: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_spans_keep_null_apart_from_every_real_offset() {
+        assert_eq!(ValueSpan::NULL.range(), None);
+        assert_eq!(ValueSpan::new(3, 7).unwrap().range(), Some(3..7));
+        let last = u32::MAX as usize;
+        assert_eq!(ValueSpan::new(last, last), None);
+        // Past 4 GiB exists only where usize is wider than u32.
+        if let Some(past) = last.checked_add(1) {
+            assert_eq!(ValueSpan::new(0, past), None);
+        }
+    }
 
     #[test]
     fn hostile_array_counts_are_refused() {
