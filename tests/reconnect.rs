@@ -259,3 +259,41 @@ fn a_connection_over_a_callers_transport_never_reconnects() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn a_cancel_token_names_one_session() -> TestResult {
+    run(async {
+        let conn = reconnecting().await?;
+        let observer = common::connect().await?;
+        let stale = conn.cancel_token();
+        let old = end_session(&conn).await?;
+        let now = within(LIMIT, "the reconnection", backend_pid(&conn)).await??;
+        check!(now != old, "still backend {old}");
+
+        // The old token names the ended backend: the new session's query,
+        // running while it is used, is left alone.
+        let cancel_stale = async {
+            common::until_backend(&observer, now, common::SLEEPING).await?;
+            stale.cancel().await.map_err(|e| e.to_string())
+        };
+        let (slept, cancelled) = futures_util::join!(
+            conn.query_one("SELECT pg_sleep(1)::text", &[]),
+            cancel_stale
+        );
+        cancelled?;
+        check!(slept.is_ok(), "{slept:?}");
+
+        // A token taken now cancels on the new session.
+        let fresh = conn.cancel_token();
+        let cancel_fresh = async {
+            common::until_backend(&observer, now, common::SLEEPING).await?;
+            fresh.cancel().await.map_err(|e| e.to_string())
+        };
+        let (result, cancelled) =
+            futures_util::join!(conn.query("SELECT pg_sleep(30)"), cancel_fresh);
+        cancelled?;
+        let e = result.err().ok_or("the sleep must be cancelled")?;
+        check_eq!(e.code(), Some("57014"));
+        Ok(())
+    })
+}

@@ -304,27 +304,6 @@ fn direct_tls_against_postgresql_18() -> TestResult {
     })
 }
 
-/// Waits (by polling the server, no sleeps) until backend `pid` is running
-/// a query.
-async fn until_active(observer: &Connection, pid: i32) -> Result<(), String> {
-    for _ in 0..10_000 {
-        let active: bool = observer
-            .query_one(
-                "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
-                 AND query LIKE '%pg_sleep%'",
-                &[&pid],
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .get(0)
-            .map_err(|e| e.to_string())?;
-        if active {
-            return Ok(());
-        }
-    }
-    Err(format!("backend {pid} never became active"))
-}
-
 #[test]
 fn cancel_stops_a_running_query_over_tls() -> TestResult {
     run(async {
@@ -335,7 +314,7 @@ fn cancel_stops_a_running_query_over_tls() -> TestResult {
         let token = conn.cancel_token();
         let started = std::time::Instant::now();
         let canceller = async {
-            until_active(&observer, pid).await?;
+            common::until_backend(&observer, pid, common::SLEEPING).await?;
             token.cancel().await.map_err(|e| e.to_string())
         };
         let (result, cancelled) = futures_util::join!(conn.query("SELECT pg_sleep(30)"), canceller);

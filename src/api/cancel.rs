@@ -13,6 +13,11 @@ use crate::PgError;
 /// connection does nothing. As with libpq, a cancel that arrives just after
 /// the query finished may hit the next one on that connection.
 ///
+/// A token names one server session (its backend and secret key). After an
+/// automatic reconnection ([`Config::auto_reconnect`](crate::Config::auto_reconnect))
+/// an older token cancels nothing; `conn.cancel_token()` gives one for the
+/// new session.
+///
 /// ```no_run
 /// # async fn demo(conn: wasi_pg_client::Connection) -> Result<(), wasi_pg_client::PgError> {
 /// let token = conn.cancel_token();

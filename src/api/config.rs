@@ -552,6 +552,9 @@ impl Config {
     /// with [`Connection::close`](crate::Connection::close) stays closed.
     /// Only [`Connection::connect`](crate::Connection::connect) can
     /// reconnect: with `connect_with_transport` the transport is yours.
+    /// A [`CancelToken`](crate::CancelToken) taken before a reconnection
+    /// still names the old backend, so cancelling through it does nothing;
+    /// take a new one (query timeouts always use the current session).
     pub fn auto_reconnect(mut self, reconnect: bool) -> Self {
         self.auto_reconnect = reconnect;
         self

@@ -185,6 +185,9 @@ pub fn actor_held_little_throughout(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
+/// An `until_backend` condition: the backend is running a `pg_sleep`.
+pub const SLEEPING: &str = "state = 'active' AND query LIKE '%pg_sleep%'";
+
 /// Polls (no sleeps) until `observer` sees backend `pid` meeting `condition`
 /// (a `pg_stat_activity` condition, on `wait_event` say).
 pub async fn until_backend(observer: &Connection, pid: i32, condition: &str) -> Result<(), String> {
