@@ -382,3 +382,95 @@ fn hostile_array_count_is_a_decode_error_not_an_abort() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn binary_copy_out_rows_split_across_chunks_are_joined() -> TestResult {
+    run(async {
+        // (7, 'seven'), (8, NULL), (9, a 3000-byte name) in COPY's binary
+        // format, then the trailer.
+        let long = "n".repeat(3000);
+        let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
+        data.extend_from_slice(&[0; 8]); // flags, header extension length
+        let rows: [(i32, Option<&str>); 3] = [(7, Some("seven")), (8, None), (9, Some(&long))];
+        for (id, name) in rows {
+            data.extend_from_slice(&2i16.to_be_bytes());
+            data.extend_from_slice(&4i32.to_be_bytes());
+            data.extend_from_slice(&id.to_be_bytes());
+            match name {
+                Some(name) => {
+                    data.extend_from_slice(&(name.len() as i32).to_be_bytes());
+                    data.extend_from_slice(name.as_bytes());
+                }
+                None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        data.extend_from_slice(&(-1i16).to_be_bytes());
+        // The header split mid-signature; the first two rows together with
+        // the start of the third; the long row dribbled out a byte at a time
+        // for a while; the rest, trailer included, at once.
+        let second_row_end = 19 + (2 + 8 + 4 + 5) + (2 + 8 + 4);
+        let cuts = [3, second_row_end + 10];
+        let mut chunks = vec![&data[..cuts[0]], &data[cuts[0]..cuts[1]]];
+        let dribble_end = cuts[1] + 200;
+        for at in cuts[1]..dribble_end {
+            chunks.push(&data[at..at + 1]);
+        }
+        chunks.push(&data[dribble_end..]);
+
+        let (client, mut server) = fake::pair(64 * 1024);
+        let mut answer = message(b'H', &[1, 0, 2, 0, 1, 0, 1]);
+        for chunk in &chunks {
+            answer.extend(message(b'd', chunk));
+        }
+        answer.extend(message(b'c', b""));
+        answer.extend(fake::command_complete("COPY 3"));
+        answer.extend(fake::ready());
+        let server_side = async move {
+            server.accept_trust().await?;
+            let (tag, _) = server.read_message().await?;
+            if tag != b'Q' {
+                return Err(format!(
+                    "expected a simple query, got {:?}",
+                    char::from(tag)
+                ));
+            }
+            server.send(&answer).await?;
+            Ok::<_, String>(server)
+        };
+        let client_side = async {
+            let conn = connect_fake(&config(), client)
+                .await
+                .map_err(|e| e.to_string())?;
+            let out = conn
+                .copy_out("COPY t TO STDOUT (FORMAT binary)")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut reader = wasi_pg_client::BinaryCopyOutReader::new(
+                out,
+                &[
+                    wasi_pg_client::types::Type::INT4,
+                    wasi_pg_client::types::Type::TEXT,
+                ],
+            );
+            let mut read = Vec::new();
+            while let Some(row) = reader.next().await.map_err(|e| e.to_string())? {
+                let id: i32 = row.get(0).map_err(|e| e.to_string())?;
+                let name: Option<String> = row.get(1).map_err(|e| e.to_string())?;
+                read.push((id, name));
+            }
+            Ok::<_, String>(read)
+        };
+        let (server, read) = join(server_side, client_side).await;
+        let _server = server?;
+        let read = read?;
+        check_eq!(
+            read,
+            vec![
+                (7, Some("seven".to_string())),
+                (8, None),
+                (9, Some(long.clone()))
+            ]
+        );
+        Ok(())
+    })
+}

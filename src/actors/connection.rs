@@ -721,10 +721,11 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         let mut run = 0;
         let mut last = false;
         loop {
-            // Rows neither end an answer nor need routing: skip them in bulk.
+            // Rows and COPY data neither end an answer nor need routing:
+            // skip them in bulk.
             run = self
                 .frames
-                .skip_data_rows(run, CHUNK_TARGET.saturating_sub(pending.len()));
+                .skip_data(run, CHUNK_TARGET.saturating_sub(pending.len()));
             if pending.len() + run >= CHUNK_TARGET {
                 break;
             }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use postgres_types::{ToSql, Type};
 
 use crate::api::row::{Column, Row};
@@ -160,7 +160,10 @@ impl CsvCopyInWriter {
 pub struct BinaryCopyOutReader {
     copy: CopyOut,
     columns: Arc<[Column]>,
-    buf: BytesMut,
+    /// Received bytes not read yet. The server sends a row per chunk, so
+    /// rows are cut out of the chunks as they came (no copy); only a row
+    /// split across chunks is joined.
+    unread: Bytes,
     header_read: bool,
     ended: bool,
 }
@@ -176,7 +179,7 @@ impl BinaryCopyOutReader {
         BinaryCopyOutReader {
             copy,
             columns,
-            buf: BytesMut::new(),
+            unread: Bytes::new(),
             header_read: false,
             ended: false,
         }
@@ -190,19 +193,19 @@ impl BinaryCopyOutReader {
                 return Ok(None);
             }
             if !self.header_read {
-                if let Some(len) = binary_header(&self.buf)? {
-                    let _ = self.buf.split_to(len);
+                if let Some(len) = binary_header(&self.unread)? {
+                    self.unread.advance(len);
                     self.header_read = true;
                     continue;
                 }
             } else {
-                match binary_row(&self.buf, self.columns.len())? {
+                match binary_row(&self.unread, self.columns.len())? {
                     BinaryItem::Row { len, fields } => {
-                        let data: Bytes = self.buf.split_to(len).freeze();
+                        let data = self.unread.split_to(len);
                         return Row::new(self.columns.clone(), data, fields).map(Some);
                     }
                     BinaryItem::End(len) => {
-                        let _ = self.buf.split_to(len);
+                        self.unread.advance(len);
                         self.ended = true;
                         // Read the copy to its end, so its outcome counts.
                         while self.copy.next().await?.is_some() {}
@@ -212,7 +215,15 @@ impl BinaryCopyOutReader {
                 }
             }
             match self.copy.next().await? {
-                Some(chunk) => self.buf.extend_from_slice(&chunk),
+                Some(chunk) if self.unread.is_empty() => self.unread = chunk,
+                Some(chunk) => {
+                    // Copied once out of the shared chunk; a row spread over
+                    // many chunks then grows in place (amortized), as its
+                    // buffer is ours alone until the row is complete.
+                    let mut joined = BytesMut::from(std::mem::take(&mut self.unread));
+                    joined.extend_from_slice(&chunk);
+                    self.unread = joined.freeze();
+                }
                 None => {
                     return Err(PgError::Protocol(
                         "the binary COPY data ended without its trailer".into(),

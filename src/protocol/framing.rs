@@ -140,15 +140,17 @@ impl FrameReader {
         }
     }
 
-    /// Where the run of complete, valid DataRow frames starting `offset`
-    /// bytes in ends, scanning no further once `limit` is reached. A large
-    /// result is mostly rows: this is the tight loop over them. Anything
-    /// else (another tag, an incomplete or invalid header) ends the run and
-    /// is left to [`frame_at`](Self::frame_at), which reports errors.
-    pub(crate) fn skip_data_rows(&self, offset: usize, limit: usize) -> usize {
+    /// Where the run of complete, valid DataRow and CopyData frames
+    /// starting `offset` bytes in ends, scanning no further once `limit` is
+    /// reached. A large result or COPY TO is mostly these: this is the tight
+    /// loop over them. Anything else (another tag, an incomplete or invalid
+    /// header) ends the run and is left to [`frame_at`](Self::frame_at),
+    /// which reports errors.
+    pub(crate) fn skip_data(&self, offset: usize, limit: usize) -> usize {
         let mut at = offset;
         while at < limit {
-            let Some(&[b'D', a, b, c, d]) = self.buf.get(at..at.saturating_add(HEADER_LEN)) else {
+            let Some(&[b'D' | b'd', a, b, c, d]) = self.buf.get(at..at.saturating_add(HEADER_LEN))
+            else {
                 break;
             };
             let declared = u32::from_be_bytes([a, b, c, d]);
@@ -287,25 +289,27 @@ mod tests {
     }
 
     #[test]
-    fn data_rows_are_skipped_up_to_anything_else() {
+    fn data_frames_are_skipped_up_to_anything_else() {
         let mut r = FrameReader::new(1024);
         let row = data_row(b"\x00\x00\x00\x01x");
-        for _ in 0..3 {
-            r.extend(&row);
+        let mut copy_data = row.clone();
+        copy_data[0] = b'd';
+        for frame in [&row, &copy_data, &row] {
+            r.extend(frame);
         }
         r.extend(&ready_for_query());
-        assert_eq!(r.skip_data_rows(0, usize::MAX), 3 * row.len());
+        assert_eq!(r.skip_data(0, usize::MAX), 3 * row.len());
         // The limit is checked before each row, so the row under way ends it.
-        assert_eq!(r.skip_data_rows(0, row.len() + 1), 2 * row.len());
-        assert_eq!(r.skip_data_rows(3 * row.len(), usize::MAX), 3 * row.len());
+        assert_eq!(r.skip_data(0, row.len() + 1), 2 * row.len());
+        assert_eq!(r.skip_data(3 * row.len(), usize::MAX), 3 * row.len());
         // An incomplete row or an invalid header ends the run, unreported.
         let mut r = FrameReader::new(1024);
         r.extend(&row);
         r.extend(&row[..row.len() - 1]);
-        assert_eq!(r.skip_data_rows(0, usize::MAX), row.len());
+        assert_eq!(r.skip_data(0, usize::MAX), row.len());
         let mut r = FrameReader::new(8);
         r.extend(&row);
-        assert_eq!(r.skip_data_rows(0, usize::MAX), 0);
+        assert_eq!(r.skip_data(0, usize::MAX), 0);
         assert!(r.frame_at(0).is_err());
     }
 
