@@ -140,7 +140,7 @@ fn an_exhausted_pool_serves_waiters_in_order_then_times_out() -> TestResult {
         let held = short.acquire().await?;
         let e = expect_err(short.acquire().await, "acquire from an exhausted pool")?;
         check!(
-            matches!(&e, PgError::Timeout(m) if m.contains("acquiring")),
+            matches!(&e, PgError::Timeout(m) if m.contains("acquiring") && m.contains("150 ms")),
             "{e:?}"
         );
         let e = expect_err(

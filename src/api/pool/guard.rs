@@ -63,14 +63,21 @@ impl PooledConnection {
     /// What the pool asked for before use: a ping after a long idle, a
     /// reset after shared use. A failure means the connection is broken;
     /// the guard then goes back as such when dropped.
+    /// Whether [`checkup`](Self::checkup) has anything to do.
+    pub(crate) fn needs_checkup(&self) -> bool {
+        self.checkup.ping || self.checkup.reset
+    }
+
     pub(crate) async fn checkup(&self) -> Result<(), PgError> {
         let Some(conn) = self.conn.as_ref() else {
             return Err(PgError::Closed("the pooled connection is gone".into()));
         };
+        // Both checks are the rare path, boxed: inline, their futures would
+        // make every `acquire` future kilobytes long (copied on each call).
         if self.checkup.ping {
-            conn.simple_query("").await?;
+            Box::pin(conn.simple_query("")).await?;
         }
-        if self.checkup.reset && !reset(conn, &self.core).await {
+        if self.checkup.reset && !Box::pin(reset(conn, &self.core)).await {
             return Err(PgError::Closed(
                 "the pooled connection could not be reset".into(),
             ));
@@ -152,7 +159,8 @@ async fn give_back(conn: Connection, slot: Slot, core: Arc<PoolCore>) {
     let reusable = if is_clean(&conn, &core) {
         true
     } else if conn.is_sole_handle() {
-        reset(&conn, &core).await
+        // Boxed: the rare path would otherwise size every release future.
+        Box::pin(reset(&conn, &core)).await
     } else {
         // Still referenced elsewhere: it leaves the pool and lives on with
         // those clones.

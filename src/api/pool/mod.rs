@@ -278,20 +278,31 @@ impl Pool {
     /// one is never handed out. Give it back with
     /// [`PooledConnection::release`] (or drop it).
     pub async fn acquire(&self) -> Result<PooledConnection, PgError> {
-        self.waiting("acquiring a pooled connection", async {
-            loop {
-                let guard = match self.core.acquire()? {
-                    Lending::Now(guard) => guard,
-                    Lending::Later(answer) => answer.await.map_err(|_| stopped())??,
-                };
-                if guard.checkup().await.is_ok() {
-                    return Ok(guard);
+        const WHAT: &str = "acquiring a pooled connection";
+        // The clock starts at the first wait: most calls never wait, and
+        // an armed timer costs more than the rest of the call.
+        let mut started = None;
+        loop {
+            let guard = match self.core.acquire()? {
+                Lending::Now(guard) => guard,
+                Lending::Later(answer) => {
+                    let answer = async { answer.await.map_err(|_| stopped())? };
+                    self.waiting(WHAT, &mut started, answer).await??
                 }
-                // It failed its check: the guard is dropped as broken; try
-                // the next one.
+            };
+            if !guard.needs_checkup() {
+                return Ok(guard);
             }
-        })
-        .await
+            if self
+                .waiting(WHAT, &mut started, guard.checkup())
+                .await?
+                .is_ok()
+            {
+                return Ok(guard);
+            }
+            // It failed its check: the guard is dropped as broken; try the
+            // next one.
+        }
     }
 
     /// A connection shared with other callers: the least used of those in
@@ -305,27 +316,41 @@ impl Pool {
     /// connections are not handed out; unlike `acquire`, no health query
     /// runs first (a broken one is noticed when its socket closes).
     pub async fn get_shared(&self) -> Result<SharedConnection, PgError> {
-        self.waiting("getting a shared pooled connection", async {
-            match self.core.share()? {
-                Lending::Now(shared) => Ok(shared),
-                Lending::Later(answer) => answer.await.map_err(|_| stopped())?,
+        match self.core.share()? {
+            Lending::Now(shared) => Ok(shared),
+            Lending::Later(answer) => {
+                let answer = async { answer.await.map_err(|_| stopped())? };
+                self.waiting("getting a shared pooled connection", &mut None, answer)
+                    .await?
             }
-        })
-        .await
+        }
     }
 
+    /// Runs `work` within what is left of `acquire_timeout` since
+    /// `started` (now, if not started yet); the timeout error names the
+    /// pool's state.
     async fn waiting<T>(
         &self,
         what: &str,
-        work: impl std::future::Future<Output = Result<T, PgError>>,
+        started: &mut Option<rt::Instant>,
+        work: impl std::future::Future<Output = T>,
     ) -> Result<T, PgError> {
-        match rt::timeout(Some(self.core.settings.acquire_timeout), what, work).await {
-            Ok(result) => result,
-            Err(PgError::Timeout(message)) => {
+        let started = *started.get_or_insert_with(rt::now);
+        let left = self
+            .core
+            .settings
+            .acquire_timeout
+            .saturating_sub(rt::now().saturating_duration_since(started));
+        match rt::timeout(Some(left), what, work).await {
+            Ok(result) => Ok(result),
+            Err(PgError::Timeout(_)) => {
                 let status = self.status();
                 Err(PgError::Timeout(format!(
-                    "{message}: all {} connections were in use ({} waiting)",
-                    status.max_size, status.waiters
+                    "{what} did not finish within {} ms (acquire_timeout): all {} connections \
+                     were in use ({} waiting)",
+                    self.core.settings.acquire_timeout.as_millis(),
+                    status.max_size,
+                    status.waiters
                 )))
             }
             Err(other) => Err(other),
