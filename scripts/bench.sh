@@ -28,6 +28,12 @@
 #                  insert_batch insert_pipeline copy_in_binary copy_in_csv copy_out
 #                  notify_1 notify_100 cache concurrent concurrent_shared)
 #   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
+#   BENCH_INSTRUCTIONS  1: also count, with callgrind, the CPU instructions the
+#                  client itself executes per operation (ours and tokio-postgres,
+#                  natively, current-thread runtime), steady state: the
+#                  instructions of N/10 operations minus those of N/20, over
+#                  N/20. Unlike wall clock on a shared VM, these do not vary
+#                  between runs (default 0)
 #   CARGO_TARGET_DIR  where the bench is built (default bench/target)
 #
 # Exits non-zero if any cell failed; the failing command and its output are
@@ -49,6 +55,8 @@ CELL_TIMEOUT="${BENCH_TIMEOUT:-600}"
 for v in ROUNDS SCALE CELL_TIMEOUT; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
+INSTRUCTIONS="${BENCH_INSTRUCTIONS:-0}"
+[[ "$INSTRUCTIONS" =~ ^[01]$ ]] || die "BENCH_INSTRUCTIONS must be 0 or 1, got '$INSTRUCTIONS'"
 
 declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [pipeline_batch]=100000 [fetch_many]=1000000
     [insert_batch]=10000 [insert_pipeline]=10000 [copy_in_binary]=1000000 [copy_in_csv]=1000000
@@ -67,8 +75,12 @@ WASM=wasm32-wasip2
 
 # ---------------------------------------------------------------- setup
 PGC_APT_PACKAGES+=(time) # GNU time, for peak RSS (%M)
+((INSTRUCTIONS)) && PGC_APT_PACKAGES+=(valgrind)
 install_all
 [[ -x /usr/bin/time ]] || die "/usr/bin/time missing after installing the time package"
+if ((INSTRUCTIONS)); then
+    command -v valgrind >/dev/null || die "valgrind missing after installing the valgrind package"
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/bench/target}"
 note "building the bench (native and $WASM, release)"
@@ -184,6 +196,50 @@ for workload in "${WORKLOADS[@]}"; do
     done
 done
 
+# ---------------------------------------------------------------- instructions
+# count_instructions WORKLOAD CLIENT N: callgrind's count of the instructions
+# one native current-thread run of N operations executes (the client only;
+# the server is another process). Prints nothing if the run failed.
+count_instructions() {
+    local workload="$1" client="$2" n="$3" out="$OUT_DIR/callgrind" rc=0
+    local cmd=("$NATIVE_BIN" --client "$client" --workload "$workload" --n "$n" --in-flight "$IN_FLIGHT"
+        --runtime current)
+    taskset -c 0 timeout -k 10 "$CELL_TIMEOUT" \
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null "${cmd[@]}" >"$out" 2>&1 || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        note "FAILED under callgrind (exit $rc): BENCH_URL=$BENCH_URL ${cmd[*]}"
+        sed 's/^/    /' "$out" >&2
+        return 0
+    fi
+    sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$out"
+}
+
+declare -A INSTR_PER_OP
+if ((INSTRUCTIONS)); then
+    note "counting client instructions per operation (callgrind)"
+    for workload in "${WORKLOADS[@]}"; do
+        full=$(($(n_for "$workload") / 10))
+        half=$((full / 2))
+        if ((half < 1)); then
+            note "$workload: N too small to count instructions (BENCH_SCALE)"
+            continue
+        fi
+        mapfile -t CELLS < <(cells "$workload")
+        for cell in "${CELLS[@]}"; do
+            read -r client runtime <<<"$cell"
+            [[ "$runtime" == current && "$client" != pgbench ]] || continue
+            at_full=$(count_instructions "$workload" "$client" "$full")
+            at_half=$(count_instructions "$workload" "$client" "$half")
+            if [[ -z "$at_full" || -z "$at_half" ]]; then
+                FAILURES=$((FAILURES + 1))
+                continue
+            fi
+            INSTR_PER_OP["$workload|$client"]=$(awk -v a="$at_full" -v b="$at_half" -v n="$((full - half))" \
+                'BEGIN {printf "%.0f", (a - b) / n}')
+        done
+    done
+fi
+
 # ---------------------------------------------------------------- table
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 maximum() { tr ' ' '\n' | grep . | sort -g | tail -n1; }
@@ -248,6 +304,26 @@ if ((SCALE > 1)); then
     footnote+=" (N divided by BENCH_SCALE=$SCALE.)"
 fi
 echo "$footnote Median of $ROUNDS; server and clients on CPU 0; ratio: vs tokio-postgres on the same runtime (wasm vs current); RSS: max over rounds, whole process (wasmtime included for wasm)."
+
+if ((INSTRUCTIONS)); then
+    echo
+    echo "| workload | client | instructions/op | ratio (tokio-postgres / this) |"
+    echo "|---|---|---:|---:|"
+    for workload in "${WORKLOADS[@]}"; do
+        mapfile -t CELLS < <(cells "$workload")
+        for cell in "${CELLS[@]}"; do
+            read -r client runtime <<<"$cell"
+            key="$workload|$client"
+            [[ "$runtime" == current && -n "${INSTR_PER_OP[$key]:-}" ]] || continue
+            ratio=""
+            base="${INSTR_PER_OP[$workload|tokio-postgres]:-}"
+            [[ -n "$base" ]] && ratio=$(awk -v a="$base" -v b="${INSTR_PER_OP[$key]}" 'BEGIN {printf "%.2f", a / b}')
+            echo "| $workload | $client | ${INSTR_PER_OP[$key]} | $ratio |"
+        done
+    done
+    echo
+    echo "Instructions: callgrind, native, current-thread runtime, the client process only; per operation in steady state: (count at N/10 - count at N/20) / (N/20). A ratio above 1 means this client executes fewer."
+fi
 
 if ((FAILURES > 0)); then
     die "$FAILURES cell run(s) failed"
