@@ -116,7 +116,7 @@ impl Queue {
             Some(Item::Interrupted) => Poll::Ready(Delivery::Interrupted),
             None if state.closed => Poll::Ready(Delivery::Closed),
             None => {
-                state.waker = Some(cx.waker().clone());
+                crate::sync::set_waker(&mut state.waker, cx.waker());
                 Poll::Pending
             }
         }

@@ -158,7 +158,7 @@ impl<T> MailboxReceiver<T> {
         if state.closed || state.senders == 0 {
             return Poll::Ready(None);
         }
-        state.receiver = Some(cx.waker().clone());
+        crate::sync::set_waker(&mut state.receiver, cx.waker());
         Poll::Pending
     }
 

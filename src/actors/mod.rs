@@ -1,6 +1,7 @@
 //! The actors and their mailboxes, and `rt`, the runtime shim.
 
 pub(crate) mod answer;
+pub(crate) mod both;
 pub(crate) mod cancel;
 pub(crate) mod connection;
 pub(crate) mod dispatcher;

@@ -100,7 +100,7 @@ impl<T> ReplySender<T> {
         if state.consumer_gone || state.queue.len() < state.bound {
             return Poll::Ready(());
         }
-        state.producer = Some(cx.waker().clone());
+        crate::sync::set_waker(&mut state.producer, cx.waker());
         Poll::Pending
     }
 }
@@ -133,7 +133,7 @@ impl<T> ReplyReceiver<T> {
         if state.producer_gone {
             return Poll::Ready(None);
         }
-        state.consumer = Some(cx.waker().clone());
+        crate::sync::set_waker(&mut state.consumer, cx.waker());
         Poll::Pending
     }
 

@@ -12,6 +12,7 @@ use futures_channel::oneshot;
 use futures_util::future::Either;
 use postgres_types::ToSql;
 
+use crate::actors::both::Both;
 use crate::actors::cancel::{CancelService, CancelTarget};
 use crate::actors::connection::{
     Command, ConnectionActor, Ends, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND,
@@ -342,7 +343,7 @@ impl Connection {
         // The dispatcher runs beside the connection actor, in the same task
         // (so `connect_with_transport` still hands over a single future), and
         // ends after it.
-        let task = futures_util::future::join(
+        let task = Both::new(
             actor.run(),
             dispatcher::run(
                 notify_rx,
