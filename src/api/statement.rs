@@ -85,8 +85,13 @@ impl ToStatement for Statement {
 #[derive(Debug, Default)]
 pub(crate) struct StatementMemo {
     capacity: usize,
-    statements: std::sync::Mutex<std::collections::HashMap<String, Statement>>,
+    statements: std::sync::Mutex<MemoMap>,
 }
+
+/// Looked up on every query by SQL text, so hashed with foldhash (randomly
+/// seeded) rather than SipHash, several times cheaper for short keys; the
+/// map never holds more than the statement cache's size.
+type MemoMap = std::collections::HashMap<String, Statement, foldhash::fast::RandomState>;
 
 impl StatementMemo {
     pub(crate) fn new(capacity: usize) -> Self {
@@ -96,7 +101,7 @@ impl StatementMemo {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Statement>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoMap> {
         crate::sync::lock(&self.statements)
     }
 
