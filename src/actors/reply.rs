@@ -8,13 +8,17 @@
 //! trip). The actor never waits on it: `try_send` says Full, and
 //! `poll_ready` tells the actor when to read the socket again.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use smallvec::SmallVec;
+
 #[derive(Debug)]
 struct State<T> {
-    queue: VecDeque<T>,
+    /// Most answers are one chunk: it is kept inline, no allocation. The
+    /// queue never holds more than `bound` (a few), so taking from the
+    /// front by shifting is cheap.
+    queue: SmallVec<[T; 1]>,
     bound: usize,
     consumer: Option<Waker>,
     producer: Option<Waker>,
@@ -51,7 +55,7 @@ pub(crate) enum TrySendError<T> {
 /// A channel holding at most `bound` unread items.
 pub(crate) fn reply_channel<T>(bound: usize) -> (ReplySender<T>, ReplyReceiver<T>) {
     let channel = Arc::new(Channel(Mutex::new(State {
-        queue: VecDeque::new(),
+        queue: SmallVec::new(),
         bound: bound.max(1),
         consumer: None,
         producer: None,
@@ -70,7 +74,7 @@ impl<T> ReplySender<T> {
         if state.queue.len() >= state.bound {
             return Err(TrySendError::Full(item));
         }
-        state.queue.push_back(item);
+        state.queue.push(item);
         let consumer = state.consumer.take();
         drop(state);
         if let Some(w) = consumer {
@@ -86,7 +90,7 @@ impl<T> ReplySender<T> {
         if state.consumer_gone {
             return;
         }
-        state.queue.push_back(item);
+        state.queue.push(item);
         let consumer = state.consumer.take();
         drop(state);
         if let Some(w) = consumer {
@@ -122,7 +126,8 @@ impl<T> ReplyReceiver<T> {
     /// sent was read.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.0.lock();
-        if let Some(item) = state.queue.pop_front() {
+        if !state.queue.is_empty() {
+            let item = state.queue.remove(0);
             let producer = state.producer.take();
             drop(state);
             if let Some(w) = producer {
