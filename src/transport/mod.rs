@@ -27,7 +27,10 @@ pub(crate) mod wasi;
 /// - `read` and `write` may be in progress at the same time (both take `&self`);
 /// - `read` is cancel-safe: dropping its future before it completes loses no
 ///   bytes;
-/// - `write` is cancel-safe: a future dropped before it completes wrote nothing;
+/// - `write` need not be cancel-safe: the actor drives every write it starts
+///   to completion, and drops an unfinished one only when the connection is
+///   torn down (this crate's TLS stream, for one, has taken the bytes before
+///   its last await);
 /// - `read` returning `Ok(0)` means the peer closed the stream;
 /// - bytes accepted by `write` go to the peer without a `flush` (the actor
 ///   never waits for one between requests: under wasmtime that wait cost a

@@ -428,7 +428,9 @@ impl<T: AsyncTransport> AsyncTransport for TlsStream<T> {
             n
         };
         // If this is cancelled, the records stay queued and go out first
-        // on the next write or flush: nothing accepted is lost.
+        // on the next write or flush: nothing accepted is lost, but the
+        // caller never learns that `n` bytes were taken, so a write is not
+        // cancel-safe here (the transport contract does not ask it to be).
         self.send_outgoing().await?;
         Ok(n)
     }

@@ -286,7 +286,7 @@ fn next_read_request(asked: usize, got: usize, most: usize) -> usize {
     next.clamp(MIN_READ_REQUEST.min(most), most.max(1))
 }
 
-// Cancel safety, as `AsyncTransport` requires:
+// Cancel safety (`AsyncTransport` requires it of `read`; `write` has it too):
 // - `read` awaits only readiness. Taking bytes off the stream and copying
 //   them into `buf` happen in one poll, after the last await, so a read
 //   dropped before it returns consumed nothing. Its readiness wait is a
