@@ -321,9 +321,30 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         }
     }
 
-    fn start_write(&mut self) {
+    /// Sends what is waiting in `outgoing`. A socket usually takes a
+    /// write at once: where the transport allows dropping an unfinished
+    /// write, and nothing waits in the mailbox (`in_place`), the first
+    /// attempt runs right here, and a future is boxed (one allocation) only
+    /// for the rest, to wait for room. An error of that first attempt is
+    /// returned.
+    fn start_write(&mut self, cx: &mut Context<'_>, in_place: bool) -> io::Result<()> {
         if self.write.is_some() || self.outgoing.is_empty() {
-            return;
+            return Ok(());
+        }
+        if in_place && self.transport.write_is_cancel_safe() {
+            let attempt = {
+                let attempt = std::pin::pin!(self.transport.write(&self.outgoing));
+                attempt.poll(cx)
+            };
+            // Pending: the attempt was dropped unfinished and wrote nothing.
+            if let Poll::Ready(written) = attempt {
+                let written = written?;
+                if written >= self.outgoing.len() {
+                    self.outgoing.clear();
+                    return Ok(());
+                }
+                let _ = self.outgoing.split_to(written);
+            }
         }
         let buf = std::mem::take(&mut self.outgoing);
         let transport = self.transport.clone();
@@ -331,6 +352,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             let result = write_all(&*transport, &buf).await;
             (buf, result)
         }));
+        Ok(())
     }
 
     fn start_read(&mut self) {
@@ -354,7 +376,14 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         // Take every waiting request before starting a write, so one write
         // carries all of them.
         let mut mailbox_closed = false;
-        while !self.mailbox_done && self.outgoing.len() < WRITE_HIGH_WATER {
+        let mut more_waiting = false;
+        while !self.mailbox_done {
+            if self.outgoing.len() >= WRITE_HIGH_WATER {
+                // Left in the mailbox, unregistered: the write's completion
+                // (an event, so this runs again) is what brings them in.
+                more_waiting = true;
+                break;
+            }
             match self.mailbox.poll_recv(cx) {
                 Poll::Ready(Some(command)) => {
                     self.taken += 1;
@@ -367,7 +396,9 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 Poll::Pending => break,
             }
         }
-        self.start_write();
+        if let Err(e) = self.start_write(cx, !more_waiting) {
+            return Poll::Ready(Event::Wrote(BytesMut::new(), Err(e)));
+        }
         if let Some(write) = self.write.as_mut() {
             if let Poll::Ready((buf, result)) = write.as_mut().poll(cx) {
                 self.write = None;

@@ -139,6 +139,11 @@ impl AsyncTransport for MemoryTransport {
         poll_fn(|cx| self.outgoing.poll_write(cx, buf)).await
     }
 
+    /// `poll_write` moves bytes only when it returns `Ready`.
+    fn write_is_cancel_safe(&self) -> bool {
+        true
+    }
+
     async fn flush(&self) -> io::Result<()> {
         Ok(())
     }

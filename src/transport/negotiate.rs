@@ -63,6 +63,14 @@ impl<T: AsyncTransport> AsyncTransport for MaybeTls<T> {
             MaybeTls::Tls(t) => t.write(buf).await,
         }
     }
+    fn write_is_cancel_safe(&self) -> bool {
+        match self {
+            MaybeTls::Plain(t) => t.write_is_cancel_safe(),
+            // Takes the bytes before its last await (see `TlsStream::write`).
+            #[cfg(feature = "tls")]
+            MaybeTls::Tls(_) => false,
+        }
+    }
     async fn flush(&self) -> io::Result<()> {
         match self {
             MaybeTls::Plain(t) => t.flush().await,

@@ -56,7 +56,8 @@ impl TokioStream {
     }
 }
 
-// Cancel safety: tokio's poll_read and poll_write move bytes only in the
+// Cancel safety (also `write_is_cancel_safe`): tokio's poll_read and
+// poll_write move bytes only in the
 // poll that returns Ready, so a dropped future read or wrote nothing.
 impl AsyncTransport for TokioStream {
     async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -72,6 +73,10 @@ impl AsyncTransport for TokioStream {
 
     async fn write(&self, buf: &[u8]) -> io::Result<usize> {
         poll_fn(|cx| Pin::new(&mut **lock(&self.writer)).poll_write(cx, buf)).await
+    }
+
+    fn write_is_cancel_safe(&self) -> bool {
+        true
     }
 
     async fn flush(&self) -> io::Result<()> {

@@ -286,7 +286,8 @@ fn next_read_request(asked: usize, got: usize, most: usize) -> usize {
     next.clamp(MIN_READ_REQUEST.min(most), most.max(1))
 }
 
-// Cancel safety (`AsyncTransport` requires it of `read`; `write` has it too):
+// Cancel safety (`AsyncTransport` requires it of `read`; `write` has it too,
+// and says so through `write_is_cancel_safe`):
 // - `read` awaits only readiness. Taking bytes off the stream and copying
 //   them into `buf` happen in one poll, after the last await, so a read
 //   dropped before it returns consumed nothing. Its readiness wait is a
@@ -380,6 +381,11 @@ impl AsyncTransport for WasiTcpStream {
             Ok(()) | Err(ErrorCode::InvalidState) => Ok(()),
             Err(code) => Err(wasi_error(code, "shutting down the connection's send side")),
         }
+    }
+
+    /// See the cancel-safety notes above.
+    fn write_is_cancel_safe(&self) -> bool {
+        true
     }
 }
 
