@@ -45,6 +45,24 @@ pub(crate) fn is_backend_tag(tag: u8) -> bool {
     )
 }
 
+/// The tag and declared length (which counts itself, not the tag) of the
+/// frame starting at `buf`, once its header has arrived.
+#[inline]
+fn header(buf: &[u8]) -> Option<(u8, u32)> {
+    match buf.get(..HEADER_LEN)? {
+        &[tag, a, b, c, d] => Some((tag, u32::from_be_bytes([a, b, c, d]))),
+        _ => None,
+    }
+}
+
+/// Whether a declared length is one we accept: at least the length field
+/// itself, at most the cap.
+#[inline]
+fn length_allowed(declared: u32, max_message_size: usize) -> bool {
+    // u64 so the comparison cannot wrap on 32-bit targets.
+    declared >= 4 && u64::from(declared) <= max_message_size as u64
+}
+
 /// The total length (tag included) of the frame starting at `buf`, once its
 /// header is complete; an error when the header is invalid.
 ///
@@ -52,13 +70,10 @@ pub(crate) fn is_backend_tag(tag: u8) -> bool {
 /// is a few comparisons and every error is built out of line.
 #[inline]
 pub(crate) fn frame_len(buf: &[u8], max_message_size: usize) -> Result<Option<usize>, PgError> {
-    let Some(header) = buf.get(..HEADER_LEN) else {
+    let Some((tag, declared)) = header(buf) else {
         return Ok(None);
     };
-    let tag = header[0];
-    let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-    // u64 so the comparison cannot wrap on 32-bit targets.
-    if !is_backend_tag(tag) || declared < 4 || u64::from(declared) > max_message_size as u64 {
+    if !is_backend_tag(tag) || !length_allowed(declared, max_message_size) {
         return Err(invalid_header(tag, declared, max_message_size));
     }
     // declared ≤ max_message_size ≤ usize::MAX, and +1 for the tag cannot
@@ -146,15 +161,15 @@ impl FrameReader {
     /// loop over them. Anything else (another tag, an incomplete or invalid
     /// header) ends the run and is left to [`frame_at`](Self::frame_at),
     /// which reports errors.
+    #[inline]
     pub(crate) fn skip_data(&self, offset: usize, limit: usize) -> usize {
         let mut at = offset;
         while at < limit {
-            let Some(&[b'D' | b'd', a, b, c, d]) = self.buf.get(at..at.saturating_add(HEADER_LEN))
+            let Some((b'D' | b'd', declared)) = header(self.buf.get(at..).unwrap_or_default())
             else {
                 break;
             };
-            let declared = u32::from_be_bytes([a, b, c, d]);
-            if declared < 4 || u64::from(declared) > self.max_message_size as u64 {
+            if !length_allowed(declared, self.max_message_size) {
                 break;
             }
             match at.checked_add(declared as usize + 1) {
@@ -194,11 +209,17 @@ pub fn parse_frame(mut frame: BytesMut) -> Result<Message, PgError> {
             "incomplete message {:?} handed to the parser",
             char::from(tag)
         ))),
-        Err(e) => Err(PgError::Protocol(format!(
-            "malformed message {:?} from the server: {e}",
-            char::from(tag)
-        ))),
+        Err(e) => Err(malformed(tag, e)),
     }
+}
+
+/// What postgres-protocol's parser refused, as our error.
+#[cold]
+fn malformed(tag: u8, e: std::io::Error) -> PgError {
+    PgError::Protocol(format!(
+        "malformed message {:?} from the server: {e}",
+        char::from(tag)
+    ))
 }
 
 /// Splits a buffer of complete frames into messages, in order.
@@ -207,24 +228,19 @@ pub fn parse_frame(mut frame: BytesMut) -> Result<Message, PgError> {
 /// only completeness is checked again before postgres-protocol splits one
 /// off: it must never see an incomplete frame (it would reserve the rest).
 pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgError> {
-    let Some(header) = frames.get(..HEADER_LEN) else {
+    let Some((tag, declared)) = header(frames) else {
         return match frames.is_empty() {
             true => Ok(None),
             false => Err(truncated()),
         };
     };
-    let tag = header[0];
-    let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
     if u64::from(declared) + 1 > frames.len() as u64 {
         return Err(truncated());
     }
     match Message::parse(frames) {
         Ok(Some(message)) => Ok(Some(message)),
         Ok(None) => Err(truncated()),
-        Err(e) => Err(PgError::Protocol(format!(
-            "malformed message {:?} from the server: {e}",
-            char::from(tag)
-        ))),
+        Err(e) => Err(malformed(tag, e)),
     }
 }
 
