@@ -168,8 +168,7 @@ impl Shared {
     }
 
     pub(crate) fn notice(&self, notice: &DbError) {
-        let handler = crate::sync::read(&self.notice_handler).clone();
-        match handler {
+        match self.notice_handler() {
             Some(handler) => handler(notice),
             None => log_notice(notice),
         }
