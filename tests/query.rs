@@ -114,6 +114,34 @@ fn query_params_binds_and_reads_back() -> TestResult {
 }
 
 #[test]
+fn single_row_queries_count_the_rows_they_do_not_keep() -> TestResult {
+    run(async {
+        let conn = connect().await?;
+        let series = "SELECT g FROM generate_series(1, $1::int4) g";
+        let row = conn.query_one(series, &[&1i32]).await?;
+        check_eq!(row.get::<_, i32>(0)?, 1);
+        for (rows, want) in [(0i32, "got 0"), (3, "got 3")] {
+            match conn.query_one(series, &[&rows]).await {
+                Err(PgError::Decode(message)) => check!(message.contains(want), "{message}"),
+                other => return Err(format!("query_one of {rows} rows: {other:?}").into()),
+            }
+        }
+        check!(conn.query_opt(series, &[&0i32]).await?.is_none());
+        let row = conn.query_opt(series, &[&1i32]).await?;
+        check_eq!(row.map(|r| r.get::<_, i32>(0)).transpose()?, Some(1));
+        match conn.query_opt(series, &[&2i32]).await {
+            Err(PgError::Decode(message)) => check!(message.contains("got 2"), "{message}"),
+            other => return Err(format!("query_opt of 2 rows: {other:?}").into()),
+        }
+        // execute reads the count from the command tag, rows or not.
+        check_eq!(conn.execute(series, &[&5i32]).await?, 5);
+        check_eq!(conn.execute("SET application_name = 'x'", &[]).await?, 0);
+        check_eq!(conn.query_one("SELECT 7", &[]).await?.get::<_, i32>(0)?, 7);
+        Ok(())
+    })
+}
+
+#[test]
 fn prepared_statement_runs_without_sql() -> TestResult {
     run(async {
         let conn = connect().await?;

@@ -26,7 +26,7 @@ use crate::actors::shared::{NoticeHandler, Shared};
 use crate::api::cancel::CancelToken;
 use crate::api::config::{Config, Host};
 use crate::api::cursor::CursorStream;
-use crate::api::response::{collect, Responses};
+use crate::api::response::{collect, collect_as, Answer, FirstRow, Responses, RowsAffected};
 use crate::api::row::{QueryResult, Row};
 use crate::api::statement::{
     Statement, StatementCacheStats, StatementMemo, StatementRef, ToStatement,
@@ -858,6 +858,16 @@ impl Connection {
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<QueryResult, PgError> {
+        self.query_as(statement, params).await
+    }
+
+    /// [`query_params`](Self::query_params), keeping of the answer what `A`
+    /// keeps.
+    async fn query_as<A: Answer, S: ToStatement + ?Sized>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<A, PgError> {
         self.timed(async {
             let (mut statement, mut reservation) = self.statement(statement, true).await?;
             let mut retried = false;
@@ -865,7 +875,7 @@ impl Connection {
                 let responses = self
                     .execute_request(&statement, params, reservation)
                     .await?;
-                match collect(responses, Some(statement.0.columns.clone())).await {
+                match collect_as(responses, Some(statement.0.columns.clone())).await {
                     // The server dropped the statement (DEALLOCATE, a
                     // pooler) or its plan no longer fits: nothing ran, so
                     // prepare again and retry, once. Inside a transaction
@@ -972,11 +982,8 @@ impl Connection {
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, PgError> {
-        Ok(self
-            .query_params(statement, params)
-            .await?
-            .rows_affected()
-            .unwrap_or(0))
+        let RowsAffected(rows) = self.query_as(statement, params).await?;
+        Ok(rows)
     }
 
     /// Runs a statement that must return exactly one row.
@@ -985,13 +992,13 @@ impl Connection {
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, PgError> {
-        let mut rows = self.query_params(statement, params).await?.rows;
-        match rows.len() {
-            1 => rows
-                .pop()
-                .ok_or_else(|| PgError::Decode("expected one row".into())),
-            n => Err(PgError::Decode(format!(
-                "expected exactly one row, got {n}"
+        match self.query_as(statement, params).await? {
+            FirstRow {
+                first: Some(row),
+                rows: 1,
+            } => Ok(row),
+            FirstRow { rows, .. } => Err(PgError::Decode(format!(
+                "expected exactly one row, got {rows}"
             ))),
         }
     }
@@ -1002,11 +1009,10 @@ impl Connection {
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, PgError> {
-        let mut rows = self.query_params(statement, params).await?.rows;
-        match rows.len() {
-            0 | 1 => Ok(rows.pop()),
-            n => Err(PgError::Decode(format!(
-                "expected at most one row, got {n}"
+        match self.query_as(statement, params).await? {
+            FirstRow { first, rows: 0 | 1 } => Ok(first),
+            FirstRow { rows, .. } => Err(PgError::Decode(format!(
+                "expected at most one row, got {rows}"
             ))),
         }
     }

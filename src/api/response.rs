@@ -14,7 +14,7 @@ use crate::actors::connection::{Chunk, Ends};
 use crate::actors::reply::ReplyReceiver;
 use crate::actors::shared::Shared;
 use crate::api::error::DbError;
-use crate::api::row::{Column, QueryResult, Row};
+use crate::api::row::{rows_affected, Column, QueryResult, Row};
 use crate::protocol::describe;
 use crate::protocol::framing::next_message;
 use crate::protocol::values::{ValueRanges, ValueSpan};
@@ -124,6 +124,59 @@ pub(crate) fn server_error(
     }
 }
 
+/// What a query keeps of its answer, as it is read.
+///
+/// `QueryResult` keeps everything. `query_one`, `query_opt` and `execute`
+/// need less, and their own kinds cost no vector of rows and no command
+/// tag string per query (nor memory for rows nobody will look at).
+pub(crate) trait Answer: Default + Send + 'static {
+    /// A row of the current statement.
+    fn row(&mut self, row: Row);
+    /// The current statement ended: its columns, and its command tag
+    /// (`None` for an empty query or an answer cut short).
+    fn complete(&mut self, columns: Option<Arc<[Column]>>, tag: Option<&str>);
+}
+
+impl Answer for QueryResult {
+    fn row(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+
+    fn complete(&mut self, columns: Option<Arc<[Column]>>, tag: Option<&str>) {
+        self.columns = columns;
+        self.command_tag = tag.map(str::to_string);
+    }
+}
+
+/// The first row, and how many there were: all `query_one` and `query_opt`
+/// look at.
+#[derive(Default)]
+pub(crate) struct FirstRow {
+    pub(crate) first: Option<Row>,
+    pub(crate) rows: usize,
+}
+
+impl Answer for FirstRow {
+    fn row(&mut self, row: Row) {
+        self.rows += 1;
+        self.first.get_or_insert(row);
+    }
+
+    fn complete(&mut self, _: Option<Arc<[Column]>>, _: Option<&str>) {}
+}
+
+/// The rows affected, from the command tag: all `execute` returns.
+#[derive(Default)]
+pub(crate) struct RowsAffected(pub(crate) u64);
+
+impl Answer for RowsAffected {
+    fn row(&mut self, _: Row) {}
+
+    fn complete(&mut self, _: Option<Arc<[Column]>>, tag: Option<&str>) {
+        self.0 = tag.and_then(rows_affected).unwrap_or(0);
+    }
+}
+
 /// Folds a whole answer into a result. `columns` are known in advance for a
 /// prepared statement (no RowDescription is sent for it).
 ///
@@ -131,13 +184,18 @@ pub(crate) fn server_error(
 /// `PQexec`, the last one is returned. The first error wins, but the answer
 /// is always read to its end so the connection stays in step.
 pub(crate) async fn collect(
-    mut responses: Responses,
+    responses: Responses,
     columns: Option<Arc<[Column]>>,
 ) -> Result<QueryResult, PgError> {
-    let mut current = QueryResult {
-        columns,
-        ..QueryResult::default()
-    };
+    collect_as(responses, columns).await
+}
+
+/// [`collect`] into any kind of [`Answer`].
+pub(crate) async fn collect_as<A: Answer>(
+    mut responses: Responses,
+    mut columns: Option<Arc<[Column]>>,
+) -> Result<A, PgError> {
+    let mut current = A::default();
     let mut text = false;
     let mut last = None;
     let mut error = None;
@@ -145,21 +203,21 @@ pub(crate) async fn collect(
         match message {
             Message::RowDescription(body) => {
                 text = describe::is_text_format(&body)?;
-                current.columns = Some(describe::columns(&body)?);
-                current.rows.clear();
+                columns = Some(describe::columns(&body)?);
+                current = A::default();
             }
             Message::DataRow(body) => {
-                let row = data_row(body, current.columns.as_ref(), text)?;
-                current.rows.push(row);
+                current.row(data_row(body, columns.as_ref(), text)?);
             }
             Message::CommandComplete(body) => {
                 let tag = body
                     .tag()
                     .map_err(|e| PgError::Protocol(format!("malformed command tag: {e}")))?;
-                current.command_tag = Some(tag.to_string());
+                current.complete(columns.take(), Some(tag));
                 last = Some(std::mem::take(&mut current));
             }
             Message::EmptyQueryResponse => {
+                current.complete(columns.take(), None);
                 last = Some(std::mem::take(&mut current));
             }
             Message::ErrorResponse(body) => {
@@ -187,5 +245,8 @@ pub(crate) async fn collect(
     if let Some(e) = error {
         return Err(e);
     }
-    Ok(last.unwrap_or(current))
+    Ok(last.unwrap_or_else(|| {
+        current.complete(columns, None);
+        current
+    }))
 }
