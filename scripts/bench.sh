@@ -3,7 +3,9 @@
 # natively (tokio current-thread and multi-thread) and as a wasm32-wasip2
 # component under wasmtime, and prints a markdown table of medians.
 # Workloads (bench/src/main.rs has the details): latency (also run by
-# pgbench, PostgreSQL's libpq client, as a reference), pipeline (implicit:
+# pgbench, PostgreSQL's libpq client, and by "floor", the bench's own loop
+# with no client library, natively and under wasmtime: the most any client
+# could do on this machine), pipeline (implicit:
 # concurrent queries on one connection), pipeline_batch (ours: explicit atomic
 # pipelines of IN_FLIGHT statements; tokio-postgres: as pipeline), fetch_many,
 # insert_batch (sequential INSERTs), insert_pipeline (ours: all INSERTs in one
@@ -169,7 +171,7 @@ cells() {
         printf '%s\n' "ours current" "ours multi" "ours wasm"
     elif [[ "$1" == latency ]]; then
         printf '%s\n' "ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm" \
-            "pgbench current"
+            "pgbench current" "floor current" "floor wasm"
     elif [[ "$1" == cache ]]; then
         printf '%s\n' "ours current" "ours-nocache current" "ours multi" "ours-nocache multi" \
             "tokio-postgres current" "tokio-postgres multi" "ours wasm" "ours-nocache wasm"
@@ -269,14 +271,23 @@ for workload in "${WORKLOADS[@]}"; do
         printf '| %s | %s | %s | %.0f | %s | %s |\n' "$workload" "$client" "$label" "$ops" "$ratio" "$rss"
     done
 done
-if [[ -n "${OPS[latency|pgbench|current]:-}" && -n "${OPS[latency|ours|current]:-}" ]]; then
-    echo
-    awk -v a="$(median <<<"${OPS[latency|ours|current]}")" -v b="$(median <<<"${OPS[latency|pgbench|current]}")" \
-        'BEGIN {printf "latency, ours (current-thread) vs pgbench (libpq, one client, -M prepared): %.2f\n", a / b}'
-fi
+# latency_ratio WHAT A B: "WHAT: A/B" for two latency cells ("client|runtime"), if both ran.
+latency_ratio() {
+    local a="${OPS[latency|$2]:-}" b="${OPS[latency|$3]:-}"
+    [[ -n "$a" && -n "$b" && -z "${FAILED[latency|$2]:-}" && -z "${FAILED[latency|$3]:-}" ]] || return 0
+    awk -v a="$(median <<<"$a")" -v b="$(median <<<"$b")" -v what="$1" 'BEGIN {printf "%s: %.2f\n", what, a / b}'
+}
+echo
+latency_ratio "latency, ours (current-thread) vs pgbench (libpq, one client, -M prepared)" "ours|current" "pgbench|current"
+latency_ratio "latency, floor (no client library) vs tokio-postgres, current-thread: the most a client on this runtime could gain" \
+    "floor|current" "tokio-postgres|current"
+latency_ratio "latency under wasmtime vs native, floor: the most any client could reach under wasmtime" \
+    "floor|wasm" "floor|current"
+latency_ratio "latency, ours vs floor, current-thread" "ours|current" "floor|current"
+latency_ratio "latency, ours vs floor, under wasmtime" "ours|wasm" "floor|wasm"
 echo
 declare -A WORKLOAD_NOTE=(
-    [latency]="sequential SELECT \$1::int4 (pgbench: the same statement, -M prepared, one client)"
+    [latency]="sequential SELECT \$1::int4 (pgbench: the same statement, -M prepared, one client; floor: the bench's own Bind/Execute/Sync loop on a bare socket, no client library)"
     [pipeline]="SELECT \$1::int4 with $IN_FLIGHT in flight"
     [pipeline_batch]="SELECT \$1::int4, ours in explicit atomic pipelines of $IN_FLIGHT (one Sync each), tokio-postgres as pipeline"
     [fetch_many]="rows streamed from one query (int4 + md5 text per row; ops/s = rows/s)"

@@ -5,11 +5,13 @@
 //! RESULT client=ours runtime=current workload=latency n=20000 in_flight=1 secs=0.41 ops_per_sec=48500
 //! ```
 //!
-//! Usage: `wasi-pg-client-bench --client ours|ours-nocache|tokio-postgres
+//! Usage: `wasi-pg-client-bench --client ours|ours-nocache|floor|tokio-postgres
 //!         --runtime current|multi --workload WORKLOAD [--n N] [--in-flight K]`,
 //! server from the `BENCH_URL` environment variable (a `postgresql://` URI).
-//! Built for wasm32-wasip2 only our client exists and the runtime is wstd's.
-//! `ours-nocache` is our client with `statement_cache_size(0)`.
+//! Built for wasm32-wasip2 only our client (and floor) exists and the
+//! runtime is wstd's. `ours-nocache` is our client with
+//! `statement_cache_size(0)`. `floor` is no client library at all, latency
+//! only (floor.rs): the most any client could do here.
 //! `scripts/bench.sh` runs every cell and tabulates the results.
 //!
 //! Workloads, every answer checked; ops are the N counted:
@@ -56,6 +58,8 @@
 //! - concurrent_shared: the same, ours with `Pool::get_shared` (requests of
 //!   the tasks sharing a connection pipelined on it), the SharedConnection
 //!   dropped after each query; tokio-postgres as in concurrent.
+
+mod floor;
 
 use std::error::Error;
 use std::future::Future;
@@ -104,6 +108,8 @@ const WARM_UP: i32 = 200;
 enum Client {
     Ours,
     OursNoCache,
+    /// No client library: the latency workload's floor (floor.rs).
+    Floor,
     #[cfg(not(target_arch = "wasm32"))]
     TokioPostgres,
 }
@@ -166,6 +172,7 @@ impl Client {
         match self {
             Client::Ours => "ours",
             Client::OursNoCache => "ours-nocache",
+            Client::Floor => "floor",
             #[cfg(not(target_arch = "wasm32"))]
             Client::TokioPostgres => "tokio-postgres",
         }
@@ -253,6 +260,7 @@ fn parse_args() -> Result<Args, BoxError> {
         match (flag.as_str(), value.as_str()) {
             ("--client", "ours") => client = Some(Client::Ours),
             ("--client", "ours-nocache") => client = Some(Client::OursNoCache),
+            ("--client", "floor") => client = Some(Client::Floor),
             #[cfg(not(target_arch = "wasm32"))]
             ("--client", "tokio-postgres") => client = Some(Client::TokioPostgres),
             #[cfg(not(target_arch = "wasm32"))]
@@ -281,8 +289,12 @@ fn parse_args() -> Result<Args, BoxError> {
     if n < 1 {
         return Err("--n must be at least 1".into());
     }
+    let client = client.ok_or("--client is required")?;
+    if let (Client::Floor, false) = (client, workload == Workload::Latency) {
+        return Err("the floor client runs the latency workload only".into());
+    }
     Ok(Args {
-        client: client.ok_or("--client is required")?,
+        client,
         runtime: runtime.ok_or("--runtime current|multi is required")?,
         workload,
         n,
@@ -883,6 +895,7 @@ where
 /// then returns the seconds the timed run took.
 async fn measure_pooled(args: &Args, url: &str) -> Result<f64, BoxError> {
     let pool = match args.client {
+        Client::Floor => return Err("the floor client runs the latency workload only".into()),
         Client::Ours | Client::OursNoCache => {
             let mut config = wasi_pg_client::Config::from_uri(url)?;
             if let Client::OursNoCache = args.client {
@@ -967,6 +980,7 @@ async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
         return measure_pooled(args, url).await;
     }
     match args.client {
+        Client::Floor => floor::measure(url, args.n).await,
         Client::Ours | Client::OursNoCache => {
             let mut config = wasi_pg_client::Config::from_uri(url)?;
             if let Client::OursNoCache = args.client {

@@ -1,0 +1,177 @@
+//! The `floor` client: the latency workload with no client library, as the
+//! most any client could do on this machine.
+//!
+//! One socket, the statement prepared once, then per query only what the
+//! protocol needs: Bind + Execute + Sync encoded into a reused buffer, one
+//! write, reads until ReadyForQuery, the answer checked. No task, no
+//! channel, no allocation per query, no error handling past "fail". What
+//! it measures is the kernel, the runtime and the server; the gap between
+//! it and a real client is all a client could ever win. Trust
+//! authentication only (the bench's cluster), plaintext only.
+
+use std::io;
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, BytesMut};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use postgres_protocol::IsNull;
+
+use crate::{check, BoxError, ECHO_SQL, WARM_UP};
+
+/// The one statement, prepared under this name.
+const STATEMENT: &str = "floor_echo";
+/// Read request size: the answers are tens of bytes (under wasmtime the
+/// host zeroes a buffer of the size asked for, on every read).
+const READ_SIZE: usize = 4096;
+/// Binary format code.
+const BINARY: i16 = 1;
+
+/// Connects as the URL's user to its database, over TCP.
+pub async fn measure(url: &str, n: i32) -> Result<f64, BoxError> {
+    let config = wasi_pg_client::Config::from_uri(url)?;
+    let host = match config.get_hosts().first() {
+        Some(wasi_pg_client::Host::Tcp(host)) => host.clone(),
+        _ => return Err("the floor client needs a TCP host in BENCH_URL".into()),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().ok_or("BENCH_URL names no user")?;
+    let dbname = config.get_dbname().unwrap_or(user);
+    let mut floor = Floor {
+        socket: Socket::connect(&host, port).await?,
+        out: BytesMut::new(),
+        incoming: BytesMut::with_capacity(READ_SIZE),
+    };
+    frontend::startup_message([("user", user), ("database", dbname)], &mut floor.out)?;
+    floor.round_trip().await?;
+    frontend::parse(
+        STATEMENT,
+        ECHO_SQL,
+        [wasi_pg_client::types::Type::INT4.oid()],
+        &mut floor.out,
+    )?;
+    frontend::sync(&mut floor.out);
+    floor.round_trip().await?;
+    for i in 0..WARM_UP {
+        check("echo", i, floor.echo(i).await?)?;
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        check("echo", i, floor.echo(i).await?)?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+struct Floor {
+    socket: Socket,
+    out: BytesMut,
+    incoming: BytesMut,
+}
+
+impl Floor {
+    /// `SELECT $1::int4` with `i`, through the prepared statement.
+    async fn echo(&mut self, i: i32) -> Result<i32, BoxError> {
+        frontend::bind(
+            "",
+            STATEMENT,
+            [BINARY],
+            [i],
+            |value, buf| {
+                buf.put_i32(value);
+                Ok(IsNull::No)
+            },
+            [BINARY],
+            &mut self.out,
+        )
+        .map_err(|_| "encoding Bind failed")?;
+        frontend::execute("", 0, &mut self.out)?;
+        frontend::sync(&mut self.out);
+        self.round_trip().await?.ok_or_else(|| "no row".into())
+    }
+
+    /// Sends `out`, then reads until ReadyForQuery; returns the int4 of the
+    /// last one-column DataRow, if any.
+    async fn round_trip(&mut self) -> Result<Option<i32>, BoxError> {
+        self.socket.write_all(&self.out).await?;
+        self.out.clear();
+        let mut value = None;
+        loop {
+            while let Some(message) = Message::parse(&mut self.incoming)? {
+                match message {
+                    Message::ReadyForQuery(_) => return Ok(value),
+                    Message::DataRow(row) => {
+                        let mut fields = row.buffer();
+                        if fields.len() != 8 || fields.get_i32() != 4 {
+                            return Err("expected one int4".into());
+                        }
+                        value = Some(fields.get_i32());
+                    }
+                    Message::ErrorResponse(_) => return Err("the server answered an error".into()),
+                    Message::AuthenticationOk
+                    | Message::ParameterStatus(_)
+                    | Message::BackendKeyData(_)
+                    | Message::ParseComplete
+                    | Message::BindComplete
+                    | Message::CommandComplete(_) => {}
+                    _ => {
+                        return Err(
+                            "unexpected message (the floor client knows trust auth only)".into(),
+                        )
+                    }
+                }
+            }
+            self.socket.read_into(&mut self.incoming).await?;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+struct Socket(tokio::net::TcpStream);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Socket {
+    async fn connect(host: &str, port: u16) -> io::Result<Socket> {
+        let stream = tokio::net::TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(Socket(stream))
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::write_all(&mut self.0, buf).await
+    }
+
+    /// Appends what one read returns; end of stream is an error.
+    async fn read_into(&mut self, incoming: &mut BytesMut) -> io::Result<()> {
+        incoming.reserve(READ_SIZE);
+        match tokio::io::AsyncReadExt::read_buf(&mut self.0, incoming).await? {
+            0 => Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+struct Socket(wstd::net::TcpStream);
+
+#[cfg(target_arch = "wasm32")]
+impl Socket {
+    async fn connect(host: &str, port: u16) -> io::Result<Socket> {
+        Ok(Socket(wstd::net::TcpStream::connect((host, port)).await?))
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        wstd::io::AsyncWrite::write_all(&mut self.0, buf).await
+    }
+
+    /// Appends what one read returns; end of stream is an error.
+    async fn read_into(&mut self, incoming: &mut BytesMut) -> io::Result<()> {
+        let mut chunk = [0u8; READ_SIZE];
+        match wstd::io::AsyncRead::read(&mut self.0, &mut chunk).await? {
+            0 => Err(io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                incoming.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+}
