@@ -618,8 +618,12 @@ fn dropping_a_copy_in_copies_nothing_and_releases_the_lease() -> TestResult {
         // up while another copy held the connection.
         let sql = format!("COPY {t} FROM STDIN");
         {
+            // One poll sends the COPY (the idle connection grants the lease
+            // and writes in place); the server's answer is almost always
+            // still on its way. Should it have come already, this is a copy
+            // dropped just after it started, which must be as harmless.
             let mut starting = pin!(conn.copy_in(&sql));
-            check!(poll!(starting.as_mut()).is_pending());
+            let _ = poll!(starting.as_mut());
         }
         check_usable(&conn).await?;
         let mut holder = conn.copy_in(&sql).await?;

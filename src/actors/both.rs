@@ -86,20 +86,31 @@ impl<A: Future<Output = ()>, B: Future<Output = ()>> Both<A, B> {
             b: Side::new(b),
         }
     }
+
+    /// Polls `a` whether or not its waker fired (and `b` if its did), for
+    /// the task whose waker is `task`: how a sender runs the actor in place
+    /// after queuing it a command without waking it (see `in_place`).
+    pub(crate) fn poll_first_side(&mut self, task: &Waker) -> Poll<()> {
+        self.a.flag.woken.store(true, Ordering::Release);
+        self.poll_sides(task)
+    }
+
+    fn poll_sides(&mut self, task: &Waker) -> Poll<()> {
+        let a_done = self.a.poll(task);
+        let b_done = self.b.poll(task);
+        if a_done && b_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 impl<A: Future<Output = ()>, B: Future<Output = ()>> Future for Both<A, B> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        let a_done = this.a.poll(cx.waker());
-        let b_done = this.b.poll(cx.waker());
-        if a_done && b_done {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        self.get_mut().poll_sides(cx.waker())
     }
 }
 

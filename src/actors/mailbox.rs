@@ -8,8 +8,10 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
+
+use crate::actors::in_place::RunInPlace;
 
 #[derive(Debug)]
 struct State<T> {
@@ -27,12 +29,24 @@ struct State<T> {
     pushed: u64,
 }
 
-#[derive(Debug)]
-struct Shared<T>(Mutex<State<T>>);
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// Runs the actor's next step on the sender's stack (see `in_place`),
+    /// once set.
+    runner: OnceLock<Weak<dyn RunInPlace>>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .finish()
+    }
+}
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        crate::sync::lock(&self.0)
+        crate::sync::lock(&self.state)
     }
 }
 
@@ -46,15 +60,18 @@ pub(crate) struct MailboxReceiver<T>(Arc<Shared<T>>);
 
 /// A mailbox holding at most `bound` items.
 pub(crate) fn mailbox<T>(bound: usize) -> (MailboxSender<T>, MailboxReceiver<T>) {
-    let shared = Arc::new(Shared(Mutex::new(State {
-        queue: VecDeque::new(),
-        bound: bound.max(1),
-        receiver: None,
-        waiting: Vec::new(),
-        senders: 1,
-        closed: false,
-        pushed: 0,
-    })));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            bound: bound.max(1),
+            receiver: None,
+            waiting: Vec::new(),
+            senders: 1,
+            closed: false,
+            pushed: 0,
+        }),
+        runner: OnceLock::new(),
+    });
     (MailboxSender(shared.clone()), MailboxReceiver(shared))
 }
 
@@ -99,14 +116,30 @@ impl<T> MailboxSender<T> {
                 state.queue.push_back(item);
                 state.pushed += 1;
             }
-            let receiver = state.receiver.take();
+            let (receiver, pushed) = (state.receiver.take(), state.pushed);
             drop(state);
             if let Some(w) = receiver {
-                w.wake();
+                self.run_or_wake(w, pushed);
             }
             Poll::Ready(Ok(()))
         })
         .await
+    }
+
+    /// From now on, `send` runs the actor with `runner` instead of waking
+    /// it, where it can.
+    pub(crate) fn run_in_place_with(&self, runner: Weak<dyn RunInPlace>) {
+        let _ = self.0.runner.set(runner);
+    }
+
+    /// Runs the idle actor in place if it can, else wakes it (`receiver`
+    /// is the waker it left on the empty mailbox, `pushed` the count of
+    /// items queued with the one just sent).
+    fn run_or_wake(&self, receiver: Waker, pushed: u64) {
+        match self.0.runner.get().and_then(Weak::upgrade) {
+            Some(runner) if runner.run_in_place(pushed) => {}
+            _ => receiver.wake(),
+        }
     }
 
     /// Queues `item` even when the mailbox is full: for the few control

@@ -6,6 +6,7 @@ pub(crate) mod cancel;
 pub(crate) mod connection;
 pub(crate) mod dispatcher;
 pub(crate) mod handshake;
+pub(crate) mod in_place;
 pub(crate) mod mailbox;
 #[cfg(feature = "pool")]
 pub(crate) mod pool;

@@ -85,8 +85,13 @@ impl Shared {
     /// commands and taken no others when it last published.
     #[cfg_attr(not(feature = "pool"), allow(dead_code))]
     pub(crate) fn status_if_settled(&self, sent: u64) -> Option<u8> {
-        let settled = self.settled.load(std::sync::atomic::Ordering::Acquire);
-        (settled == sent << 1 | 1).then(|| self.transaction_status())
+        self.settled_after(sent).then(|| self.transaction_status())
+    }
+
+    /// Whether the actor had finished the first `sent` commands and taken
+    /// no others when it last published.
+    pub(crate) fn settled_after(&self, sent: u64) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Acquire) == sent << 1 | 1
     }
 
     pub(crate) fn parameter(&self, name: &str) -> Option<String> {

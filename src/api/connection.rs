@@ -19,6 +19,7 @@ use crate::actors::connection::{
 };
 use crate::actors::dispatcher::{self, Subscribers};
 use crate::actors::handshake::handshake;
+use crate::actors::in_place::{ActorCell, RunInPlace};
 use crate::actors::mailbox::{mailbox, MailboxSender};
 use crate::actors::reply::reply_channel;
 use crate::actors::rt;
@@ -343,23 +344,25 @@ impl Connection {
         // The dispatcher runs beside the connection actor, in the same task
         // (so `connect_with_transport` still hands over a single future), and
         // ends after it.
-        let task = Both::new(
-            actor.run(),
-            dispatcher::run(
-                notify_rx,
-                subscribers.clone(),
-                session.shared.clone(),
-                // Only a connection that opened its own socket can open
-                // another.
-                port.is_some() && config.auto_reconnect,
+        let (cell, task) = ActorCell::new(
+            Both::new(
+                actor.run(),
+                dispatcher::run(
+                    notify_rx,
+                    subscribers.clone(),
+                    session.shared.clone(),
+                    // Only a connection that opened its own socket can open
+                    // another.
+                    port.is_some() && config.auto_reconnect,
+                ),
             ),
+            session.shared.clone(),
         );
-        Ok((
-            session,
-            Box::pin(async move {
-                task.await;
-            }),
-        ))
+        // Weak: a task dropped unfinished (its runtime shut down) takes the
+        // actor with it, as before.
+        let cell: Arc<dyn RunInPlace> = cell;
+        session.mailbox.run_in_place_with(Arc::downgrade(&cell));
+        Ok((session, Box::pin(task)))
     }
 
     /// The session in use.
