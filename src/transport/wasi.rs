@@ -19,7 +19,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 use wasip2::sockets::instance_network::instance_network;
@@ -45,10 +45,6 @@ pub(crate) struct WasiTcpStream {
     // pollables are the streams' children; both streams are the socket's.
     readable: AsyncPollable,
     input: InputStream,
-    /// The last read was short: the host had no more, so the next read
-    /// waits for readiness before asking (an empty read is a wasted host
-    /// call per round trip).
-    drained: AtomicBool,
     /// How many bytes the next read asks for (see [`next_read_request`]).
     read_request: AtomicUsize,
     writable: AsyncPollable,
@@ -187,7 +183,6 @@ async fn connect_address(
     Ok(WasiTcpStream {
         readable: AsyncPollable::new(input.subscribe()),
         input,
-        drained: AtomicBool::new(false),
         read_request: AtomicUsize::new(MIN_READ_REQUEST),
         writable: AsyncPollable::new(output.subscribe()),
         output,
@@ -307,9 +302,11 @@ impl AsyncTransport for WasiTcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.drained.load(Ordering::Relaxed) {
-            self.readable.wait_for().await;
-        }
+        // Read first, wait only on an empty read. Checking readiness first
+        // after a short read saves nothing under wasmtime: its readiness
+        // stays set until a read finds the socket empty, so the check says
+        // ready, the read comes back empty, and a second check follows (one
+        // host call more per round trip than reading first).
         loop {
             // WASI reads never block: an empty result means "nothing yet",
             // not end of stream (that is `closed`).
@@ -322,7 +319,6 @@ impl AsyncTransport for WasiTcpStream {
                         io::Error::other("the WASI host returned more bytes than were asked for")
                     })?;
                     dest.copy_from_slice(&bytes);
-                    self.drained.store(n < asked, Ordering::Relaxed);
                     self.read_request
                         .store(next_read_request(asked, n, buf.len()), Ordering::Relaxed);
                     return Ok(n);
