@@ -15,7 +15,14 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
-/// What one side's waker does: marks the side as woken and wakes the task.
+/// A waker that remembers it fired: lets a future made of several parts
+/// poll only the parts whose own waker fired since their last poll.
+pub(crate) struct WakeFlag {
+    flag: Arc<Flag>,
+    waker: Waker,
+}
+
+/// What a [`WakeFlag`]'s waker does: marks it and wakes the task.
 #[derive(Default)]
 struct Flag {
     woken: AtomicBool,
@@ -33,22 +40,51 @@ impl Wake for Flag {
     }
 }
 
+impl WakeFlag {
+    /// A flag that starts raised: a new part is polled once, like any new
+    /// future.
+    pub(crate) fn new() -> Self {
+        let flag = Arc::new(Flag::default());
+        flag.woken.store(true, Ordering::Relaxed);
+        WakeFlag {
+            waker: Waker::from(flag.clone()),
+            flag,
+        }
+    }
+
+    /// Raises the flag: the part is polled next time (a new part in the
+    /// same place, say).
+    pub(crate) fn raise(&self) {
+        self.flag.woken.store(true, Ordering::Release);
+    }
+
+    /// Whether the part's waker fired since the last call (it is to be
+    /// polled now, with [`waker`](Self::waker)), lowering the flag; `task`
+    /// is woken whenever it fires.
+    pub(crate) fn take(&self, task: &Waker) -> bool {
+        // Registered before the flag is read: a wake in between is seen by
+        // the next poll of the task.
+        self.flag.task.register(task);
+        self.flag.woken.swap(false, Ordering::AcqRel)
+    }
+
+    /// The waker to poll the part with.
+    pub(crate) fn waker(&self) -> &Waker {
+        &self.waker
+    }
+}
+
 /// One of the two futures, until it has finished.
 struct Side<F> {
     future: Option<Pin<Box<F>>>,
-    flag: Arc<Flag>,
-    waker: Waker,
+    woken: WakeFlag,
 }
 
 impl<F: Future<Output = ()>> Side<F> {
     fn new(future: F) -> Self {
-        let flag = Arc::new(Flag::default());
-        // Polled once at the start, like any new future.
-        flag.woken.store(true, Ordering::Relaxed);
         Side {
             future: Some(Box::pin(future)),
-            waker: Waker::from(flag.clone()),
-            flag,
+            woken: WakeFlag::new(),
         }
     }
 
@@ -58,13 +94,10 @@ impl<F: Future<Output = ()>> Side<F> {
         let Some(future) = self.future.as_mut() else {
             return true;
         };
-        // Registered before the flag is read: a wake in between is seen by
-        // the next poll of the task.
-        self.flag.task.register(task);
-        if self.flag.woken.swap(false, Ordering::AcqRel)
+        if self.woken.take(task)
             && future
                 .as_mut()
-                .poll(&mut Context::from_waker(&self.waker))
+                .poll(&mut Context::from_waker(self.woken.waker()))
                 .is_ready()
         {
             self.future = None;
@@ -91,7 +124,7 @@ impl<A: Future<Output = ()>, B: Future<Output = ()>> Both<A, B> {
     /// the task whose waker is `task`: how a sender runs the actor in place
     /// after queuing it a command without waking it (see `in_place`).
     pub(crate) fn poll_first_side(&mut self, task: &Waker) -> Poll<()> {
-        self.a.flag.woken.store(true, Ordering::Release);
+        self.a.woken.raise();
         self.poll_sides(task)
     }
 

@@ -28,6 +28,7 @@ use futures_channel::oneshot;
 use postgres_protocol::message::backend::Message;
 
 use crate::actors::answer::Answer;
+use crate::actors::both::WakeFlag;
 use crate::actors::mailbox::MailboxReceiver;
 use crate::actors::reply::ReplySender;
 use crate::actors::shared::{Notification, Shared};
@@ -204,6 +205,10 @@ pub(crate) struct ConnectionActor<T> {
     shared: Arc<Shared>,
     frames: FrameReader,
     read: Option<IoFuture<Vec<u8>, usize>>,
+    /// Whether `read` is to be polled: its waker fired, or it is new. An
+    /// actor woken for anything else (a request, most often) leaves it be,
+    /// which under wasmtime spares a host call per round trip.
+    read_woken: WakeFlag,
     spare_read_buf: Option<Vec<u8>>,
     write: Option<IoFuture<BytesMut, ()>>,
     outgoing: BytesMut,
@@ -243,6 +248,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             shared,
             frames,
             read: None,
+            read_woken: WakeFlag::new(),
             spare_read_buf: Some(vec![0; READ_CHUNK]),
             write: None,
             outgoing: BytesMut::new(),
@@ -369,6 +375,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             let result = transport.read(&mut buf).await;
             (buf, result)
         }));
+        self.read_woken.raise();
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
@@ -407,9 +414,12 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         }
         self.start_read();
         if let Some(read) = self.read.as_mut() {
-            if let Poll::Ready((buf, result)) = read.as_mut().poll(cx) {
-                self.read = None;
-                return Poll::Ready(Event::Read(buf, result));
+            if self.read_woken.take(cx.waker()) {
+                let mut read_cx = Context::from_waker(self.read_woken.waker());
+                if let Poll::Ready((buf, result)) = read.as_mut().poll(&mut read_cx) {
+                    self.read = None;
+                    return Poll::Ready(Event::Read(buf, result));
+                }
             }
         }
         let head_has_room = match self.in_flight.front() {
