@@ -1,8 +1,8 @@
 //! Running the connection actor's next step on the sender's stack.
 //!
-//! A request used to cost two task switches before its bytes left: the
-//! caller woke the actor's task, and the actor's task ran to write them.
-//! When the actor is idle (every earlier command answered, waiting on its
+//! A request used to wait for a task switch before its bytes left: the
+//! caller woke the actor's task, and only when that task ran were they
+//! written. When the actor is idle (every earlier command answered, waiting on its
 //! mailbox) and nobody is polling it, the sender can run that poll itself,
 //! right after queuing its command: the bytes go out at once and the
 //! actor's task is not woken.
