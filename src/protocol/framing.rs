@@ -6,8 +6,8 @@
 //! 4 ≤ length ≤ cap) and `parse` only ever sees a complete frame. The buffer
 //! grows with bytes actually received, never by a declared length.
 
-use bytes::BytesMut;
-use postgres_protocol::message::backend::Message;
+use bytes::{Buf, BytesMut};
+use postgres_protocol::message::backend::{self, Message};
 
 use crate::PgError;
 
@@ -237,11 +237,34 @@ pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgE
     if u64::from(declared) + 1 > frames.len() as u64 {
         return Err(truncated());
     }
+    if declared == 4 {
+        if let Some(message) = bodiless(tag) {
+            frames.advance(HEADER_LEN);
+            return Ok(Some(message));
+        }
+    }
     match Message::parse(frames) {
         Ok(Some(message)) => Ok(Some(message)),
         Ok(None) => Err(truncated()),
         Err(e) => Err(malformed(tag, e)),
     }
+}
+
+/// The messages that are a tag and nothing else, built here: `parse` would
+/// cut a `Bytes` off for each (a reference count taken and dropped), a
+/// cost paid on every round trip for BindComplete alone. A bodiless tag
+/// that declares a body still goes to `parse`, which refuses it.
+fn bodiless(tag: u8) -> Option<Message> {
+    Some(match tag {
+        backend::PARSE_COMPLETE_TAG => Message::ParseComplete,
+        backend::BIND_COMPLETE_TAG => Message::BindComplete,
+        backend::CLOSE_COMPLETE_TAG => Message::CloseComplete,
+        backend::NO_DATA_TAG => Message::NoData,
+        backend::PORTAL_SUSPENDED_TAG => Message::PortalSuspended,
+        backend::EMPTY_QUERY_RESPONSE_TAG => Message::EmptyQueryResponse,
+        backend::COPY_DONE_TAG => Message::CopyDone,
+        _ => return None,
+    })
 }
 
 #[cold]
@@ -342,6 +365,35 @@ mod tests {
         let mut header_only = BytesMut::from(&row[..3]);
         assert!(next_message(&mut header_only).is_err());
         assert!(matches!(next_message(&mut BytesMut::new()), Ok(None)));
+    }
+
+    #[test]
+    fn bodiless_messages_are_built_and_checked_like_parsed_ones() {
+        let mut chunk = BytesMut::new();
+        for tag in [b'1', b'2', b'3', b'n', b's', b'I', b'c'] {
+            chunk.extend_from_slice(&[tag, 0, 0, 0, 4]);
+        }
+        chunk.extend_from_slice(&ready_for_query());
+        let mut parsed = Vec::new();
+        while let Some(message) = next_message(&mut chunk).unwrap() {
+            parsed.push(message);
+        }
+        assert!(matches!(
+            parsed.as_slice(),
+            [
+                Message::ParseComplete,
+                Message::BindComplete,
+                Message::CloseComplete,
+                Message::NoData,
+                Message::PortalSuspended,
+                Message::EmptyQueryResponse,
+                Message::CopyDone,
+                Message::ReadyForQuery(_),
+            ]
+        ));
+        // A BindComplete that declares a body is malformed, as `parse` says.
+        let mut chunk = BytesMut::from(&[b'2', 0, 0, 0, 5, 0][..]);
+        assert!(next_message(&mut chunk).is_err());
     }
 
     #[test]
