@@ -28,11 +28,11 @@ use futures_channel::oneshot;
 use postgres_protocol::message::backend::Message;
 
 use crate::actors::answer::Answer;
-use crate::actors::both::WakeFlag;
 use crate::actors::mailbox::MailboxReceiver;
 use crate::actors::reply::ReplySender;
 use crate::actors::shared::{Notification, Shared};
 use crate::actors::statements::StatementCache;
+use crate::actors::wake_flag::WakeFlag;
 use crate::api::error::DbError;
 use crate::api::statement::{Statement, StatementInner};
 use crate::protocol::framing::{parse_frame, FrameReader};

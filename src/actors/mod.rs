@@ -14,3 +14,4 @@ pub(crate) mod reply;
 pub(crate) mod rt;
 pub(crate) mod shared;
 pub(crate) mod statements;
+pub(crate) mod wake_flag;
