@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use postgres_protocol::message::backend::Message;
@@ -349,7 +349,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     self.outgoing.clear();
                     return Ok(());
                 }
-                let _ = self.outgoing.split_to(written);
+                self.outgoing.advance(written);
             }
         }
         let buf = std::mem::take(&mut self.outgoing);

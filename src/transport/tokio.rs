@@ -57,8 +57,8 @@ impl TokioStream {
 }
 
 // Cancel safety (also `write_is_cancel_safe`): tokio's poll_read and
-// poll_write move bytes only in the
-// poll that returns Ready, so a dropped future read or wrote nothing.
+// poll_write move bytes only in the poll that returns Ready, so a dropped
+// future read or wrote nothing.
 impl AsyncTransport for TokioStream {
     async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| {
