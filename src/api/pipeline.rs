@@ -14,7 +14,7 @@ use postgres_protocol::message::backend::Message;
 use postgres_types::ToSql;
 
 use crate::actors::connection::Ends;
-use crate::api::response::{data_row, server_error};
+use crate::api::response::{command_tag, data_row, server_error};
 use crate::api::row::Column;
 use crate::protocol::frontend;
 use crate::{Connection, PgError, QueryResult, ToStatement, Transaction};
@@ -161,10 +161,7 @@ impl Pipeline {
                             .push(data_row(body, current.columns.as_ref(), false)?);
                     }
                     Message::CommandComplete(body) => {
-                        let tag = body.tag().map_err(|e| {
-                            PgError::Protocol(format!("malformed command tag: {e}"))
-                        })?;
-                        current.command_tag = Some(tag.to_string());
+                        current.command_tag = Some(command_tag(&body)?.to_string());
                         results.push(Ok(std::mem::take(&mut current)));
                     }
                     Message::EmptyQueryResponse => {

@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::backend::{CommandCompleteBody, Message};
 
 use crate::actors::connection::{Chunk, Ends};
 use crate::actors::reply::ReplyReceiver;
@@ -115,6 +115,12 @@ pub(crate) fn data_row(
     }
 }
 
+/// A CommandComplete's tag, or the protocol error for a malformed one.
+pub(crate) fn command_tag(body: &CommandCompleteBody) -> Result<&str, PgError> {
+    body.tag()
+        .map_err(|e| PgError::Protocol(format!("malformed command tag: {e}")))
+}
+
 pub(crate) fn server_error(
     body: &postgres_protocol::message::backend::ErrorResponseBody,
 ) -> PgError {
@@ -210,10 +216,7 @@ pub(crate) async fn collect_as<A: Answer>(
                 current.row(data_row(body, columns.as_ref(), text)?);
             }
             Message::CommandComplete(body) => {
-                let tag = body
-                    .tag()
-                    .map_err(|e| PgError::Protocol(format!("malformed command tag: {e}")))?;
-                current.complete(columns.take(), Some(tag));
+                current.complete(columns.take(), Some(command_tag(&body)?));
                 last = Some(std::mem::take(&mut current));
             }
             Message::EmptyQueryResponse => {
