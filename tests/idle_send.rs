@@ -1,7 +1,9 @@
-//! A request to an idle connection leaves from the caller's own poll: it
-//! does not wait for the connection's task to be scheduled (the task is
-//! not even woken for it). Played over the in-memory fake, where the test
-//! decides exactly when the connection's task runs.
+//! A request to an idle connection leaves from the caller's own poll, and
+//! its answer is read on the caller's own poll: neither waits for the
+//! connection's task to be scheduled (the task is not even woken). A
+//! caller that stops polling meanwhile delays nothing but its own answer.
+//! Played over the in-memory fake, where the test decides exactly when the
+//! connection's task runs.
 
 mod common;
 
@@ -11,10 +13,52 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use common::fake::{self, empty_extended_answer};
+use common::fake::{self, command_complete, empty_extended_answer, message, ready};
 use common::{run, TestResult};
 use futures_util::future::join;
-use wasi_pg_client::{Config, Connection};
+use wasi_pg_client::{Config, Connection, ConnectionTask};
+
+/// A connection over the fake, its task polled once (settled, idle,
+/// waiting for work) with a waker that counts its wake-ups.
+async fn idle_connection() -> Result<
+    (
+        Connection,
+        ConnectionTask,
+        fake::FakeServer,
+        Arc<Counting>,
+        Waker,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    let (client, mut server) = fake::pair(64 * 1024);
+    let config = Config::new()
+        .user("alice")
+        .ssl_mode(wasi_pg_client::SslMode::Disable);
+    let (accepted, connected) = join(
+        server.accept_trust(),
+        Connection::connect_with_transport(&config, client),
+    )
+    .await;
+    accepted?;
+    let (conn, mut task) = connected?;
+    let wakes = Arc::new(Counting::default());
+    let task_waker = Waker::from(wakes.clone());
+    if task
+        .as_mut()
+        .poll(&mut Context::from_waker(&task_waker))
+        .is_ready()
+    {
+        return Err("the connection's task ended at once".into());
+    }
+    Ok((conn, task, server, wakes, task_waker))
+}
+
+/// Polls `future` once with a waker that does nothing: whether it finished.
+fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> bool {
+    future
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_ready()
+}
 
 /// A waker that counts its wake-ups.
 #[derive(Default)]
@@ -71,6 +115,142 @@ fn a_request_to_an_idle_connection_is_sent_without_its_task() -> TestResult {
         })
         .await?;
         check_eq!(result.len(), 0);
+        Ok(())
+    })
+}
+
+#[test]
+fn a_caller_reads_its_own_answer_without_the_task() -> TestResult {
+    run(async {
+        let (conn, _task, mut server, wakes, _) = idle_connection().await?;
+        let woken_before = wakes.0.load(Ordering::SeqCst);
+        let mut query = pin!(conn.query("SELECT 1"));
+        check!(!poll_once(query.as_mut()));
+        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        server.send(&empty_extended_answer()).await?;
+        // The task is neither polled nor woken: the caller's next poll
+        // reads the answer off the socket itself.
+        let answered = match query.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result?,
+            Poll::Pending => return Err("the answer waited for the connection's task".into()),
+        };
+        check_eq!(answered.len(), 0);
+        check_eq!(wakes.0.load(Ordering::SeqCst), woken_before);
+        Ok(())
+    })
+}
+
+#[test]
+fn a_caller_that_stops_polling_delays_only_its_own_answer() -> TestResult {
+    run(async {
+        let (conn, mut task, mut server, wakes, task_waker) = idle_connection().await?;
+        // The first caller is polled once (its request goes out, it waits
+        // for the answer) and then never again until the end.
+        let mut stalled = pin!(conn.query("SELECT 1"));
+        check!(!poll_once(stalled.as_mut()));
+        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+
+        // A second caller queues behind it: that wakes the task, which
+        // writes the request and takes over the reading.
+        let mut second = pin!(conn.query("SELECT 2"));
+        check!(!poll_once(second.as_mut()));
+        let woken = wakes.0.load(Ordering::SeqCst);
+        check!(woken > 0);
+        server.send(&empty_extended_answer()).await?;
+        check!(task
+            .as_mut()
+            .poll(&mut Context::from_waker(&task_waker))
+            .is_pending());
+        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+
+        // The second answer wakes the task, not the stalled caller.
+        let woken = wakes.0.load(Ordering::SeqCst);
+        server.send(&empty_extended_answer()).await?;
+        check!(wakes.0.load(Ordering::SeqCst) > woken);
+        check!(task
+            .as_mut()
+            .poll(&mut Context::from_waker(&task_waker))
+            .is_pending());
+        check!(poll_once(second.as_mut()));
+        // The stalled caller's answer waited for it.
+        check!(poll_once(stalled.as_mut()));
+        Ok(())
+    })
+}
+
+#[test]
+fn on_a_listening_connection_the_task_reads() -> TestResult {
+    run(async {
+        let (conn, mut task, mut server, wakes, task_waker) = idle_connection().await?;
+        let mut subscription = {
+            let mut subscribe = pin!(conn.subscribe("jobs"));
+            check!(!poll_once(subscribe.as_mut()));
+            check!(task
+                .as_mut()
+                .poll(&mut Context::from_waker(&task_waker))
+                .is_pending());
+            check_eq!(server.read_until_sync().await?, vec![b'Q']);
+            let mut answer = command_complete("LISTEN");
+            answer.extend(ready());
+            server.send(&answer).await?;
+            check!(task
+                .as_mut()
+                .poll(&mut Context::from_waker(&task_waker))
+                .is_pending());
+            match subscribe
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(subscription) => subscription?,
+                Poll::Pending => return Err("LISTEN was not answered".into()),
+            }
+        };
+        // A caller polled once and then left alone...
+        let mut stalled = pin!(conn.query("SELECT 1"));
+        check!(!poll_once(stalled.as_mut()));
+        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        // ...does not hold up a notification: the socket wakes the task.
+        let woken = wakes.0.load(Ordering::SeqCst);
+        let mut notification = 7_i32.to_be_bytes().to_vec();
+        notification.extend(b"jobs\0job 1\0");
+        let mut bytes = empty_extended_answer();
+        bytes.extend(message(b'A', &notification));
+        server.send(&bytes).await?;
+        check!(wakes.0.load(Ordering::SeqCst) > woken);
+        let received = poll_fn(|cx| {
+            let _ = task.as_mut().poll(cx);
+            Box::pin(subscription.next()).as_mut().poll(cx)
+        })
+        .await?;
+        check_eq!(received.map(|n| n.payload), Some("job 1".to_string()));
+        check!(poll_once(stalled.as_mut()));
+        Ok(())
+    })
+}
+
+#[test]
+fn a_caller_that_gives_up_waiting_hands_the_reading_back() -> TestResult {
+    run(async {
+        let (conn, mut task, mut server, wakes, task_waker) = idle_connection().await?;
+        {
+            let mut abandoned = pin!(conn.query("SELECT 1"));
+            check!(!poll_once(abandoned.as_mut()));
+        }
+        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        // Its answer still has to be read, and now wakes the task.
+        let woken = wakes.0.load(Ordering::SeqCst);
+        server.send(&empty_extended_answer()).await?;
+        check!(wakes.0.load(Ordering::SeqCst) > woken);
+        check!(task
+            .as_mut()
+            .poll(&mut Context::from_waker(&task_waker))
+            .is_pending());
+        // The connection goes on: the next caller reads its own answer.
+        let mut next = pin!(conn.query("SELECT 2"));
+        check!(!poll_once(next.as_mut()));
+        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        server.send(&empty_extended_answer()).await?;
+        check!(poll_once(next.as_mut()));
         Ok(())
     })
 }

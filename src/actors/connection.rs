@@ -32,7 +32,7 @@ use crate::actors::mailbox::MailboxReceiver;
 use crate::actors::reply::ReplySender;
 use crate::actors::shared::{Notification, Shared};
 use crate::actors::statements::StatementCache;
-use crate::actors::wake_flag::WakeFlag;
+use crate::actors::wake_flag::{Redirect, WakeFlag};
 use crate::api::error::DbError;
 use crate::api::statement::{Statement, StatementInner};
 use crate::protocol::framing::{parse_frame, FrameReader};
@@ -264,6 +264,12 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             taken: 0,
             notifications,
         }
+    }
+
+    /// A handle on the socket read's wakes, for the cell that runs the
+    /// actor (see `in_place`).
+    pub(crate) fn read_redirect(&self) -> Redirect {
+        self.read_woken.redirect()
     }
 
     /// Runs until the last handle is gone (or `close()`), or the connection

@@ -99,9 +99,10 @@ impl<T> Drop for MailboxSender<T> {
 }
 
 impl<T> MailboxSender<T> {
-    /// Queues `item`, waiting while the mailbox is full; `Err(Closed)` (the
-    /// item dropped) once the actor has closed it.
-    pub(crate) async fn send(&self, item: T) -> Result<(), Closed> {
+    /// Queues `item`, waiting while the mailbox is full: its number (the
+    /// count of items queued with it), or `Err(Closed)` (the item dropped)
+    /// once the actor has closed it.
+    pub(crate) async fn send(&self, item: T) -> Result<u64, Closed> {
         let mut item = Some(item);
         poll_fn(|cx| {
             let mut state = self.0.lock();
@@ -121,7 +122,7 @@ impl<T> MailboxSender<T> {
             if let Some(w) = receiver {
                 self.run_or_wake(w, pushed);
             }
-            Poll::Ready(Ok(()))
+            Poll::Ready(Ok(pushed))
         })
         .await
     }
@@ -132,11 +133,17 @@ impl<T> MailboxSender<T> {
         let _ = self.0.runner.set(runner);
     }
 
+    /// What runs the actor in place, if anything does and the actor is
+    /// still there.
+    pub(crate) fn runner(&self) -> Option<Arc<dyn RunInPlace>> {
+        self.0.runner.get().and_then(Weak::upgrade)
+    }
+
     /// Runs the idle actor in place if it can, else wakes it (`receiver`
     /// is the waker it left on the empty mailbox, `pushed` the count of
     /// items queued with the one just sent).
     fn run_or_wake(&self, receiver: Waker, pushed: u64) {
-        match self.0.runner.get().and_then(Weak::upgrade) {
+        match self.runner() {
             Some(runner) if runner.run_in_place(pushed) => {}
             _ => receiver.wake(),
         }
@@ -230,12 +237,12 @@ mod tests {
     fn full_mailbox_makes_senders_wait_until_an_item_is_taken() {
         let (tx, mut rx) = mailbox(1);
         let mut first = std::pin::pin!(tx.send(1));
-        assert!(matches!(poll_once(first.as_mut()), Poll::Ready(Ok(()))));
+        assert!(matches!(poll_once(first.as_mut()), Poll::Ready(Ok(1))));
         let mut second = std::pin::pin!(tx.send(2));
         assert!(poll_once(second.as_mut()).is_pending());
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(1))));
-        assert!(matches!(poll_once(second.as_mut()), Poll::Ready(Ok(()))));
+        assert!(matches!(poll_once(second.as_mut()), Poll::Ready(Ok(2))));
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(2))));
     }
 
@@ -244,7 +251,7 @@ mod tests {
         let (tx, mut rx) = mailbox(4);
         assert!(matches!(
             poll_once(std::pin::pin!(tx.send(1))),
-            Poll::Ready(Ok(()))
+            Poll::Ready(Ok(1))
         ));
         rx.close();
         assert!(tx.is_closed());

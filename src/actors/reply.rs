@@ -13,6 +13,8 @@ use std::task::{Context, Poll, Waker};
 
 use smallvec::SmallVec;
 
+use crate::actors::in_place::{Drive, ReadTurn};
+
 #[derive(Debug)]
 struct State<T> {
     /// Most answers are one chunk: it is kept inline, no allocation. The
@@ -140,6 +142,39 @@ impl<T> ReplyReceiver<T> {
         }
         crate::sync::set_waker(&mut state.consumer, cx.waker());
         Poll::Pending
+    }
+
+    /// [`poll_recv`](Self::poll_recv) for a caller that may hold the
+    /// connection's read turn: while the channel is empty, it runs the
+    /// actor's read itself (see `in_place`). `turn` is cleared when it
+    /// ends.
+    pub(crate) fn poll_recv_driving(
+        &mut self,
+        cx: &mut Context<'_>,
+        turn: &mut Option<ReadTurn>,
+    ) -> Poll<Option<T>> {
+        loop {
+            let Some(reader) = turn.as_mut() else {
+                return self.poll_recv(cx);
+            };
+            {
+                let mut state = self.0.lock();
+                if !state.queue.is_empty() || state.producer_gone {
+                    drop(state);
+                    return self.poll_recv(cx);
+                }
+                // The answer this caller runs in is not to wake it: that
+                // wake would cost what running in place saves.
+                state.consumer = None;
+            }
+            match reader.drive(cx.waker()) {
+                Drive::Ran => {}
+                Drive::Over => *turn = None,
+                // Woken by the read, or by the channel when someone else
+                // ran the actor.
+                Drive::Waiting | Drive::Busy => return self.poll_recv(cx),
+            }
+        }
     }
 
     /// [`poll_recv`](Self::poll_recv) as a future.

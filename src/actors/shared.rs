@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     /// The session ended because it was closed or its last handle went,
     /// not because it broke.
     ended_cleanly: std::sync::atomic::AtomicBool,
+    /// A LISTEN was sent: the server may speak unasked, so no caller may
+    /// hold the read turn (see `in_place`).
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -136,6 +139,17 @@ impl Shared {
 
     pub(crate) fn session_params(&self) -> Vec<(String, String)> {
         lock(&self.session_params).clone()
+    }
+
+    /// Marks the session as one that listens for notifications.
+    pub(crate) fn set_listening(&self) {
+        self.listening
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a LISTEN was ever sent on this session.
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn set_ended_cleanly(&self) {

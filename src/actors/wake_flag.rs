@@ -4,6 +4,10 @@
 //! the socket read among the actor's other work) polls a part only when
 //! that part's own waker fired since its last poll, not on every wake of
 //! the task.
+//!
+//! A flag's wakes can be redirected for a while to another waker (see
+//! [`Redirect`]): that is how a caller waiting for its answer is woken by
+//! the socket itself, and reads it on its own task (`in_place`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,11 +22,15 @@ pub(crate) struct WakeFlag {
     waker: Waker,
 }
 
-/// What a [`WakeFlag`]'s waker does: marks it and wakes the task.
+/// What a [`WakeFlag`]'s waker does: marks it and wakes the task, or the
+/// waker it is redirected to.
 #[derive(Default)]
 struct Flag {
     woken: AtomicBool,
     task: AtomicWaker,
+    /// While set, wakes go to `redirect`, not `task`.
+    redirected: AtomicBool,
+    redirect: AtomicWaker,
 }
 
 impl Wake for Flag {
@@ -31,8 +39,42 @@ impl Wake for Flag {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
+        // SeqCst with `Redirect::stop`: either this wake sees the redirect
+        // ended, or `stop` sees the flag raised; never neither.
+        self.woken.store(true, Ordering::SeqCst);
+        if self.redirected.load(Ordering::SeqCst) {
+            self.redirect.wake();
+        } else {
+            self.task.wake();
+        }
+    }
+}
+
+/// A handle on a [`WakeFlag`] that sends its wakes elsewhere for a while.
+///
+/// Its owner must serialise `to` calls (they register a waker, which
+/// must not race with another registration): the connection's cell calls
+/// it only under its mutex.
+pub(crate) struct Redirect(Arc<Flag>);
+
+impl Redirect {
+    /// From now on, wakes go to `waker` instead of the task, until
+    /// [`stop`](Self::stop).
+    pub(crate) fn to(&self, waker: &Waker) {
+        self.0.redirect.register(waker);
+        self.0.redirected.store(true, Ordering::SeqCst);
+    }
+
+    /// Wakes go to the task again; whether the flag is raised (a wake came
+    /// that nobody has handled yet).
+    pub(crate) fn stop(&self) -> bool {
+        self.0.redirected.store(false, Ordering::SeqCst);
+        self.is_raised()
+    }
+
+    /// Whether the flag is raised: the part is to be polled.
+    pub(crate) fn is_raised(&self) -> bool {
+        self.0.woken.load(Ordering::SeqCst)
     }
 }
 
@@ -67,5 +109,10 @@ impl WakeFlag {
     /// The waker to poll the part with.
     pub(crate) fn waker(&self) -> &Waker {
         &self.waker
+    }
+
+    /// A handle that can send this flag's wakes elsewhere.
+    pub(crate) fn redirect(&self) -> Redirect {
+        Redirect(self.flag.clone())
     }
 }

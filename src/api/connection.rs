@@ -19,7 +19,7 @@ use crate::actors::connection::{
 };
 use crate::actors::dispatcher::{self, Subscribers};
 use crate::actors::handshake::handshake;
-use crate::actors::in_place::{ActorCell, RunInPlace};
+use crate::actors::in_place::{ActorCell, ReadTurn, RunInPlace};
 use crate::actors::mailbox::{mailbox, MailboxSender};
 use crate::actors::reply::reply_channel;
 use crate::actors::rt;
@@ -317,6 +317,7 @@ impl Connection {
             config.statement_cache_size,
             notify_tx,
         );
+        let read = actor.read_redirect();
         let target = match (port, info.backend_key) {
             (Some(port), Some((process_id, secret_key))) => Some(Arc::new(CancelTarget {
                 config: config.clone(),
@@ -357,6 +358,7 @@ impl Connection {
                 ),
             ),
             session.shared.clone(),
+            read,
         );
         // Weak: a task dropped unfinished (its runtime shut down) takes the
         // actor with it, as before.
@@ -529,7 +531,7 @@ impl Connection {
         // `send_with` spelt out: on this, every query's path, the closure
         // measured about 60 more instructions per request (callgrind).
         let session = self.live_session().await?;
-        session
+        let command = session
             .mailbox
             .send(Command::Request {
                 bytes,
@@ -541,7 +543,11 @@ impl Connection {
             .await
             .map_err(|_| session.shared.gone())?;
         reservation.settled();
-        Ok(Responses::new(rx, session.shared.clone(), ends))
+        let turn = session
+            .mailbox
+            .runner()
+            .map(|runner| ReadTurn::new(runner, command));
+        Ok(Responses::new(rx, session.shared.clone(), ends, turn))
     }
 
     /// Takes the connection's lease: until it is released, only requests
@@ -610,7 +616,7 @@ impl Connection {
                 reserved: false,
             })
             .map_err(|_| session.shared.gone())?;
-        Ok(Responses::new(rx, session.shared.clone(), Ends::SYNC))
+        Ok(Responses::new(rx, session.shared.clone(), Ends::SYNC, None))
     }
 
     /// Fails if the connection is closed or broken, unless `auto_reconnect`

@@ -112,6 +112,8 @@ fn send_listen(
 ) -> Result<crate::api::response::Responses, PgError> {
     let mut bytes = BytesMut::new();
     frontend::simple_query(&format!("{verb} {}", quote_identifier(channel)), &mut bytes)?;
+    // From now on the server may speak unasked: the actor's task reads.
+    conn.shared().set_listening();
     conn.request_now(bytes)
 }
 

@@ -11,6 +11,7 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{CommandCompleteBody, Message};
 
 use crate::actors::connection::{Chunk, Ends};
+use crate::actors::in_place::ReadTurn;
 use crate::actors::reply::ReplyReceiver;
 use crate::actors::shared::Shared;
 use crate::api::error::DbError;
@@ -27,16 +28,25 @@ pub(crate) struct Responses {
     chunk: BytesMut,
     shared: Arc<Shared>,
     done: bool,
+    /// While this request is the actor's only work, the caller reads the
+    /// socket itself (see `in_place`).
+    turn: Option<ReadTurn>,
 }
 
 impl Responses {
-    pub(crate) fn new(rx: ReplyReceiver<Chunk>, shared: Arc<Shared>, ends: Ends) -> Self {
+    pub(crate) fn new(
+        rx: ReplyReceiver<Chunk>,
+        shared: Arc<Shared>,
+        ends: Ends,
+        turn: Option<ReadTurn>,
+    ) -> Self {
         Responses {
             rx,
             ends,
             chunk: BytesMut::new(),
             shared,
             done: false,
+            turn,
         }
     }
 
@@ -50,6 +60,7 @@ impl Responses {
                 Ok(Some(message)) => {
                     if self.ends.is_end(message_tag(&message)) {
                         self.done = true;
+                        self.turn = None;
                     }
                     return Poll::Ready(Ok(Some(message)));
                 }
@@ -59,7 +70,7 @@ impl Responses {
             if self.done {
                 return Poll::Ready(Ok(None));
             }
-            match ready!(self.rx.poll_recv(cx)) {
+            match ready!(self.rx.poll_recv_driving(cx, &mut self.turn)) {
                 Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => return Poll::Ready(Err(self.shared.gone())),
