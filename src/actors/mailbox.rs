@@ -99,10 +99,9 @@ impl<T> Drop for MailboxSender<T> {
 }
 
 impl<T> MailboxSender<T> {
-    /// Queues `item`, waiting while the mailbox is full: its number (the
-    /// count of items queued with it), or `Err(Closed)` (the item dropped)
-    /// once the actor has closed it.
-    pub(crate) async fn send(&self, item: T) -> Result<u64, Closed> {
+    /// Queues `item`, waiting while the mailbox is full; `Err(Closed)` (the
+    /// item dropped) once the actor has closed it.
+    pub(crate) async fn send(&self, item: T) -> Result<Sent, Closed> {
         let mut item = Some(item);
         poll_fn(|cx| {
             let mut state = self.0.lock();
@@ -117,12 +116,13 @@ impl<T> MailboxSender<T> {
                 state.queue.push_back(item);
                 state.pushed += 1;
             }
-            let (receiver, pushed) = (state.receiver.take(), state.pushed);
+            let (receiver, number) = (state.receiver.take(), state.pushed);
             drop(state);
-            if let Some(w) = receiver {
-                self.run_or_wake(w, pushed);
-            }
-            Poll::Ready(Ok(pushed))
+            let ran_in_place = receiver.and_then(|w| self.run_or_wake(w, number));
+            Poll::Ready(Ok(Sent {
+                number,
+                ran_in_place,
+            }))
         })
         .await
     }
@@ -133,19 +133,16 @@ impl<T> MailboxSender<T> {
         let _ = self.0.runner.set(runner);
     }
 
-    /// What runs the actor in place, if anything does and the actor is
-    /// still there.
-    pub(crate) fn runner(&self) -> Option<Arc<dyn RunInPlace>> {
-        self.0.runner.get().and_then(Weak::upgrade)
-    }
-
-    /// Runs the idle actor in place if it can, else wakes it (`receiver`
-    /// is the waker it left on the empty mailbox, `pushed` the count of
-    /// items queued with the one just sent).
-    fn run_or_wake(&self, receiver: Waker, pushed: u64) {
-        match self.runner() {
-            Some(runner) if runner.run_in_place(pushed) => {}
-            _ => receiver.wake(),
+    /// Runs the idle actor in place if it can (and returns what ran it),
+    /// else wakes it (`receiver` is the waker it left on the empty mailbox,
+    /// `pushed` the count of items queued with the one just sent).
+    fn run_or_wake(&self, receiver: Waker, pushed: u64) -> Option<Arc<dyn RunInPlace>> {
+        match self.0.runner.get().and_then(Weak::upgrade) {
+            Some(runner) if runner.run_in_place(pushed) => Some(runner),
+            _ => {
+                receiver.wake();
+                None
+            }
         }
     }
 
@@ -176,6 +173,14 @@ impl<T> MailboxSender<T> {
     pub(crate) fn is_closed(&self) -> bool {
         self.0.lock().closed
     }
+}
+
+/// An item `send` queued.
+pub(crate) struct Sent {
+    /// Its number: the count of items ever queued, with it.
+    pub(crate) number: u64,
+    /// What ran the actor in place right after, if anything did.
+    pub(crate) ran_in_place: Option<Arc<dyn RunInPlace>>,
 }
 
 /// The mailbox no longer takes items.
@@ -237,12 +242,18 @@ mod tests {
     fn full_mailbox_makes_senders_wait_until_an_item_is_taken() {
         let (tx, mut rx) = mailbox(1);
         let mut first = std::pin::pin!(tx.send(1));
-        assert!(matches!(poll_once(first.as_mut()), Poll::Ready(Ok(1))));
+        assert!(matches!(
+            poll_once(first.as_mut()),
+            Poll::Ready(Ok(Sent { number: 1, .. }))
+        ));
         let mut second = std::pin::pin!(tx.send(2));
         assert!(poll_once(second.as_mut()).is_pending());
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(1))));
-        assert!(matches!(poll_once(second.as_mut()), Poll::Ready(Ok(2))));
+        assert!(matches!(
+            poll_once(second.as_mut()),
+            Poll::Ready(Ok(Sent { number: 2, .. }))
+        ));
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(2))));
     }
 
@@ -251,7 +262,7 @@ mod tests {
         let (tx, mut rx) = mailbox(4);
         assert!(matches!(
             poll_once(std::pin::pin!(tx.send(1))),
-            Poll::Ready(Ok(1))
+            Poll::Ready(Ok(Sent { number: 1, .. }))
         ));
         rx.close();
         assert!(tx.is_closed());

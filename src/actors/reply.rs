@@ -26,6 +26,22 @@ struct State<T> {
     producer: Option<Waker>,
     producer_gone: bool,
     consumer_gone: bool,
+    /// The consumer is running the actor itself (see `in_place`): it
+    /// looks at the queue when that run ends, and is not woken.
+    driving: bool,
+}
+
+impl<T> State<T> {
+    /// The consumer's waker, to wake now that there is something for it;
+    /// `None` while it is running the actor itself (it keeps its waker
+    /// for later).
+    fn wake_consumer(&mut self) -> Option<Waker> {
+        if self.driving {
+            None
+        } else {
+            self.consumer.take()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +79,7 @@ pub(crate) fn reply_channel<T>(bound: usize) -> (ReplySender<T>, ReplyReceiver<T
         producer: None,
         producer_gone: false,
         consumer_gone: false,
+        driving: false,
     })));
     (ReplySender(channel.clone()), ReplyReceiver(channel))
 }
@@ -77,7 +94,7 @@ impl<T> ReplySender<T> {
             return Err(TrySendError::Full(item));
         }
         state.queue.push(item);
-        let consumer = state.consumer.take();
+        let consumer = state.wake_consumer();
         drop(state);
         if let Some(w) = consumer {
             w.wake();
@@ -93,7 +110,7 @@ impl<T> ReplySender<T> {
             return;
         }
         state.queue.push(item);
-        let consumer = state.consumer.take();
+        let consumer = state.wake_consumer();
         drop(state);
         if let Some(w) = consumer {
             w.wake();
@@ -115,7 +132,7 @@ impl<T> Drop for ReplySender<T> {
     fn drop(&mut self) {
         let mut state = self.0.lock();
         state.producer_gone = true;
-        let consumer = state.consumer.take();
+        let consumer = state.wake_consumer();
         drop(state);
         if let Some(w) = consumer {
             w.wake();
@@ -125,62 +142,64 @@ impl<T> Drop for ReplySender<T> {
 
 impl<T> ReplyReceiver<T> {
     /// The next item; `None` once the actor dropped its end and everything
-    /// sent was read.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut state = self.0.lock();
-        if !state.queue.is_empty() {
-            let item = state.queue.remove(0);
-            let producer = state.producer.take();
-            drop(state);
-            if let Some(w) = producer {
-                w.wake();
-            }
-            return Poll::Ready(Some(item));
-        }
-        if state.producer_gone {
-            return Poll::Ready(None);
-        }
-        crate::sync::set_waker(&mut state.consumer, cx.waker());
-        Poll::Pending
-    }
-
-    /// [`poll_recv`](Self::poll_recv) for a caller that may hold the
-    /// connection's read turn: while the channel is empty, it runs the
-    /// actor's read itself (see `in_place`). `turn` is cleared when it
-    /// ends.
-    pub(crate) fn poll_recv_driving(
+    /// sent was read. A caller holding the connection's read turn runs the
+    /// actor's read itself while the channel is empty (see `in_place`);
+    /// `turn` is cleared when it ends.
+    pub(crate) fn poll_recv(
         &mut self,
         cx: &mut Context<'_>,
         turn: &mut Option<ReadTurn>,
     ) -> Poll<Option<T>> {
+        let mut may_drive = turn.is_some();
         loop {
-            let Some(reader) = turn.as_mut() else {
-                return self.poll_recv(cx);
-            };
-            {
-                let mut state = self.0.lock();
-                if !state.queue.is_empty() || state.producer_gone {
-                    drop(state);
-                    return self.poll_recv(cx);
-                }
-                // The answer this caller runs in is not to wake it: that
-                // wake would cost what running in place saves.
-                state.consumer = None;
+            let mut state = self.0.lock();
+            if let Some(answer) = Self::take_answer(&mut state) {
+                state.driving = false;
+                return answer;
             }
+            let reader = match turn.as_mut() {
+                Some(reader) if may_drive => reader,
+                _ => {
+                    state.driving = false;
+                    crate::sync::set_waker(&mut state.consumer, cx.waker());
+                    return Poll::Pending;
+                }
+            };
+            // What the caller's own run of the actor sends must not wake
+            // it: that wake would cost what running in place saves.
+            state.driving = true;
+            drop(state);
             match reader.drive(cx.waker()) {
                 Drive::Ran => {}
-                Drive::Over => *turn = None,
+                Drive::Over => {
+                    *turn = None;
+                    may_drive = false;
+                }
                 // Woken by the read, or by the channel when someone else
-                // ran the actor.
-                Drive::Waiting | Drive::Busy => return self.poll_recv(cx),
+                // runs the actor.
+                Drive::Waiting | Drive::Busy => may_drive = false,
             }
         }
     }
 
-    /// [`poll_recv`](Self::poll_recv) as a future.
+    /// The next item, or the end, if either is there (waking the actor
+    /// if it waits for room).
+    fn take_answer(state: &mut MutexGuard<'_, State<T>>) -> Option<Poll<Option<T>>> {
+        if !state.queue.is_empty() {
+            let item = state.queue.remove(0);
+            if let Some(w) = state.producer.take() {
+                w.wake();
+            }
+            return Some(Poll::Ready(Some(item)));
+        }
+        state.producer_gone.then_some(Poll::Ready(None))
+    }
+
+    /// [`poll_recv`](Self::poll_recv) without a read
+    /// turn, as a future.
     #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.poll_recv(cx, &mut None)).await
     }
 }
 

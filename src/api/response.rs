@@ -70,7 +70,7 @@ impl Responses {
             if self.done {
                 return Poll::Ready(Ok(None));
             }
-            match ready!(self.rx.poll_recv_driving(cx, &mut self.turn)) {
+            match ready!(self.rx.poll_recv(cx, &mut self.turn)) {
                 Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => return Poll::Ready(Err(self.shared.gone())),
