@@ -53,6 +53,15 @@ async fn idle_connection() -> Result<
     Ok((conn, task, server, wakes, task_waker))
 }
 
+/// The tags of the request the server has already received (up to its
+/// Sync or Query), without waiting: an error if it has not arrived.
+fn already_sent(server: &mut fake::FakeServer) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    match pin!(server.read_until_sync()).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(tags) => Ok(tags?),
+        Poll::Pending => Err("the request has not reached the server".into()),
+    }
+}
+
 /// Polls `future` once with a waker that does nothing: whether it finished.
 fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> bool {
     future
@@ -100,14 +109,10 @@ fn a_request_to_an_idle_connection_is_sent_without_its_task() -> TestResult {
             .poll(&mut Context::from_waker(Waker::noop()))
             .is_pending());
         // Without another run of the task, the request is already there.
-        let received = pin!(server.read_until_sync()).poll(&mut Context::from_waker(Waker::noop()));
-        match received {
-            Poll::Ready(tags) => check_eq!(tags?.last().copied(), Some(b'S')),
-            Poll::Pending => return Err("the request did not reach the server".into()),
-        }
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
         check_eq!(wakes.0.load(Ordering::SeqCst), woken_before);
 
-        // The answer comes back through the task, as always.
+        // The answer comes back; whoever runs the actor first reads it.
         server.send(&empty_extended_answer()).await?;
         let result = poll_fn(|cx| {
             let _ = task.as_mut().poll(cx);
@@ -126,7 +131,7 @@ fn a_caller_reads_its_own_answer_without_the_task() -> TestResult {
         let woken_before = wakes.0.load(Ordering::SeqCst);
         let mut query = pin!(conn.query("SELECT 1"));
         check!(!poll_once(query.as_mut()));
-        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
         server.send(&empty_extended_answer()).await?;
         // The task is neither polled nor woken: the caller's next poll
         // reads the answer off the socket itself.
@@ -148,7 +153,7 @@ fn a_caller_that_stops_polling_delays_only_its_own_answer() -> TestResult {
         // for the answer) and then never again until the end.
         let mut stalled = pin!(conn.query("SELECT 1"));
         check!(!poll_once(stalled.as_mut()));
-        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
 
         // A second caller queues behind it: that wakes the task, which
         // writes the request and takes over the reading.
@@ -161,7 +166,7 @@ fn a_caller_that_stops_polling_delays_only_its_own_answer() -> TestResult {
             .as_mut()
             .poll(&mut Context::from_waker(&task_waker))
             .is_pending());
-        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
 
         // The second answer wakes the task, not the stalled caller.
         let woken = wakes.0.load(Ordering::SeqCst);
@@ -189,7 +194,7 @@ fn on_a_listening_connection_the_task_reads() -> TestResult {
                 .as_mut()
                 .poll(&mut Context::from_waker(&task_waker))
                 .is_pending());
-            check_eq!(server.read_until_sync().await?, vec![b'Q']);
+            check_eq!(already_sent(&mut server)?, vec![b'Q']);
             let mut answer = command_complete("LISTEN");
             answer.extend(ready());
             server.send(&answer).await?;
@@ -208,7 +213,7 @@ fn on_a_listening_connection_the_task_reads() -> TestResult {
         // A caller polled once and then left alone...
         let mut stalled = pin!(conn.query("SELECT 1"));
         check!(!poll_once(stalled.as_mut()));
-        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
         // ...does not hold up a notification: the socket wakes the task.
         let woken = wakes.0.load(Ordering::SeqCst);
         let mut notification = 7_i32.to_be_bytes().to_vec();
@@ -236,7 +241,7 @@ fn a_caller_that_gives_up_waiting_hands_the_reading_back() -> TestResult {
             let mut abandoned = pin!(conn.query("SELECT 1"));
             check!(!poll_once(abandoned.as_mut()));
         }
-        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
         // Its answer still has to be read, and now wakes the task.
         let woken = wakes.0.load(Ordering::SeqCst);
         server.send(&empty_extended_answer()).await?;
@@ -248,9 +253,45 @@ fn a_caller_that_gives_up_waiting_hands_the_reading_back() -> TestResult {
         // The connection goes on: the next caller reads its own answer.
         let mut next = pin!(conn.query("SELECT 2"));
         check!(!poll_once(next.as_mut()));
-        check_eq!(server.read_until_sync().await?.last().copied(), Some(b'S'));
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
         server.send(&empty_extended_answer()).await?;
         check!(poll_once(next.as_mut()));
+        Ok(())
+    })
+}
+
+#[test]
+fn statements_of_a_transaction_go_out_and_come_back_without_the_task() -> TestResult {
+    run(async {
+        let (conn, _task, mut server, wakes, _) = idle_connection().await?;
+        let woken_before = wakes.0.load(Ordering::SeqCst);
+        let in_transaction = |tag: &str| {
+            let mut answer = command_complete(tag);
+            answer.extend(message(b'Z', b"T"));
+            answer
+        };
+
+        // The lease is granted and BEGIN written on the caller's poll...
+        let mut begin = pin!(conn.transaction());
+        check!(!poll_once(begin.as_mut()));
+        check_eq!(already_sent(&mut server)?, vec![b'Q']);
+        server.send(&in_transaction("BEGIN")).await?;
+        // ...and its answer read on the next.
+        let txn = match begin.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(txn) => txn?,
+            Poll::Pending => return Err("BEGIN's answer waited for the task".into()),
+        };
+
+        // A statement under the open lease goes the same way.
+        let mut query = pin!(txn.query("SELECT 1"));
+        check!(!poll_once(query.as_mut()));
+        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
+        let mut answer = empty_extended_answer();
+        answer.truncate(answer.len() - ready().len());
+        answer.extend(message(b'Z', b"T"));
+        server.send(&answer).await?;
+        check!(poll_once(query.as_mut()));
+        check_eq!(wakes.0.load(Ordering::SeqCst), woken_before);
         Ok(())
     })
 }

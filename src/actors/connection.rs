@@ -440,16 +440,21 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             return Poll::Ready(Event::MailboxDone);
         }
         // Going to sleep: say whether everything taken so far is done.
-        self.shared.publish_settled(self.taken, self.is_idle());
+        self.shared
+            .publish_settled(self.taken, self.is_quiet(), self.is_idle());
         Poll::Pending
     }
 
-    /// Nothing in flight, held back, leased or reserved: every answer to
-    /// what was taken is in, and the transaction status is final.
+    /// Quiet, and no lease open: the transaction status is final.
     fn is_idle(&self) -> bool {
+        self.is_quiet() && self.leases.is_empty()
+    }
+
+    /// Nothing in flight, held back or reserved: every answer to what was
+    /// taken is in (a lease may be open).
+    fn is_quiet(&self) -> bool {
         self.in_flight.is_empty()
             && self.held.is_empty()
-            && self.leases.is_empty()
             && self.reservations == 0
             && self.pending_lease.is_none()
     }

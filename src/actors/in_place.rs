@@ -2,8 +2,9 @@
 //!
 //! A request used to wait for a task switch before its bytes left: the
 //! caller woke the actor's task, and only when that task ran were they
-//! written. When the actor is idle (every earlier command answered, waiting on its
-//! mailbox) and nobody is polling it, the sender can run that poll itself,
+//! written. When the actor is quiet (every earlier command answered,
+//! nothing held back, waiting on its mailbox; a transaction's lease may be
+//! open) and nobody is polling it, the sender can run that poll itself,
 //! right after queuing its command: the bytes go out at once and the
 //! actor's task is not woken.
 //! Under wasmtime this also spares a `wasi:io/poll` call per request (wstd
@@ -44,7 +45,7 @@ use crate::sync::{lock, set_waker};
 
 /// Something that can run an actor's next step in place.
 pub(crate) trait RunInPlace: Send + Sync {
-    /// Polls the actor once with its task's waker, if it was idle before
+    /// Polls the actor once with its task's waker, if it was quiet before
     /// the command just queued (the `pushed`th), no one else is polling it
     /// and its task has run before; whether it did.
     fn run_in_place(&self, pushed: u64) -> bool;
@@ -113,7 +114,7 @@ impl Drop for ReadTurn {
 /// and the senders that run it in place.
 pub(crate) struct ActorCell<A, B> {
     state: Mutex<CellState<A, B>>,
-    /// Where the actor says whether it is idle.
+    /// Where the actor says whether it is quiet.
     shared: Arc<Shared>,
     /// The actor's socket read's wakes; redirected to the caller holding
     /// the read turn while it waits. Redirected only under `state`'s lock.
@@ -160,11 +161,12 @@ where
     B: Future<Output = ()> + Send + 'static,
 {
     fn run_in_place(&self, pushed: u64) -> bool {
-        // Only a request that finds the actor idle goes out on its own. When
-        // others are in flight it can wait for the actor's task, which then
-        // writes it together with whatever else was queued meanwhile: run
-        // here, every request of a pipeline went out in its own `send`.
-        if !self.shared.settled_after(pushed.saturating_sub(1)) {
+        // Only a request that finds the actor quiet (every earlier command
+        // answered; a transaction's lease may be open) goes out on its own.
+        // When others are in flight it can wait for the actor's task, which
+        // then writes it together with whatever else was queued meanwhile:
+        // run here, every request of a pipeline went out in its own `send`.
+        if !self.shared.quiet_after(pushed.saturating_sub(1)) {
             return false;
         }
         let mut state = match self.state.try_lock() {
@@ -179,7 +181,7 @@ where
         let (Some(both), Some(task)) = (actor.as_mut(), task.as_ref()) else {
             return false;
         };
-        // The previous reader's answer is in (the actor was idle): its turn
+        // The previous reader's answer is in (the actor was quiet): its turn
         // is over, and this command's begins.
         self.read.stop();
         *reader = (!self.shared.is_listening()).then_some(pushed);

@@ -46,8 +46,10 @@ pub(crate) struct Shared {
     /// session.
     session_params: Mutex<Vec<(String, String)>>,
     /// What the actor last published before going to sleep: how many
-    /// commands it had taken from its mailbox (all but the low bit), and
-    /// whether every one of them was done (low bit).
+    /// commands it had taken from its mailbox (all but the two low bits),
+    /// whether it was quiet (bit 1: nothing in flight or held back, though
+    /// a lease may be open) and whether it was idle (bit 0: quiet, and no
+    /// lease either).
     settled: std::sync::atomic::AtomicU64,
     /// The session ended because it was closed or its last handle went,
     /// not because it broke.
@@ -75,11 +77,12 @@ impl Shared {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The actor has taken `taken` commands and, if `idle`, finished them
-    /// all (every answer in, no lease, nothing held back).
-    pub(crate) fn publish_settled(&self, taken: u64, idle: bool) {
+    /// The actor has taken `taken` commands and, if `quiet`, answered them
+    /// all (nothing in flight, nothing held back), and, if `idle`, holds no
+    /// lease either.
+    pub(crate) fn publish_settled(&self, taken: u64, quiet: bool, idle: bool) {
         self.settled.store(
-            taken << 1 | u64::from(idle),
+            taken << 2 | u64::from(quiet) << 1 | u64::from(idle && quiet),
             std::sync::atomic::Ordering::Release,
         );
     }
@@ -94,7 +97,14 @@ impl Shared {
     /// Whether the actor had finished the first `sent` commands and taken
     /// no others when it last published.
     pub(crate) fn settled_after(&self, sent: u64) -> bool {
-        self.settled.load(std::sync::atomic::Ordering::Acquire) == sent << 1 | 1
+        self.settled.load(std::sync::atomic::Ordering::Acquire) == sent << 2 | 0b11
+    }
+
+    /// Whether the actor had answered the first `sent` commands, held none
+    /// back and taken no others when it last published; a lease may be
+    /// open (a transaction between two of its statements).
+    pub(crate) fn quiet_after(&self, sent: u64) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Acquire) & !0b01 == sent << 2 | 0b10
     }
 
     pub(crate) fn parameter(&self, name: &str) -> Option<String> {
