@@ -62,6 +62,29 @@ fn already_sent(server: &mut fake::FakeServer) -> Result<Vec<u8>, Box<dyn std::e
     }
 }
 
+/// Polls `query` once, which sends its request in place and leaves it
+/// waiting for the answer; an error unless the server already has it.
+fn sent_in_place<F: Future>(
+    query: std::pin::Pin<&mut F>,
+    server: &mut fake::FakeServer,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if poll_once(query) {
+        return Err("the request finished without an answer".into());
+    }
+    match already_sent(server)?.last() {
+        Some(b'S') => Ok(()),
+        other => Err(format!("the request ended with {other:?}, not Sync").into()),
+    }
+}
+
+/// Runs the connection's task once with its own waker, as its runtime
+/// would: whether it is still running.
+fn run_task(task: &mut ConnectionTask, task_waker: &Waker) -> bool {
+    task.as_mut()
+        .poll(&mut Context::from_waker(task_waker))
+        .is_pending()
+}
+
 /// Polls `future` once with a waker that does nothing: whether it finished.
 fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> bool {
     future
@@ -97,10 +120,7 @@ fn a_request_to_an_idle_connection_is_sent_without_its_task() -> TestResult {
         let wakes = Arc::new(Counting::default());
         let task_waker = Waker::from(wakes.clone());
         // Its first run: the connection settles, idle, and waits for work.
-        check!(task
-            .as_mut()
-            .poll(&mut Context::from_waker(&task_waker))
-            .is_pending());
+        check!(run_task(&mut task, &task_waker));
         let woken_before = wakes.0.load(Ordering::SeqCst);
 
         let mut query = pin!(conn.query("SELECT 1"));
@@ -130,8 +150,7 @@ fn a_caller_reads_its_own_answer_without_the_task() -> TestResult {
         let (conn, _task, mut server, wakes, _) = idle_connection().await?;
         let woken_before = wakes.0.load(Ordering::SeqCst);
         let mut query = pin!(conn.query("SELECT 1"));
-        check!(!poll_once(query.as_mut()));
-        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
+        sent_in_place(query.as_mut(), &mut server)?;
         server.send(&empty_extended_answer()).await?;
         // The task is neither polled nor woken: the caller's next poll
         // reads the answer off the socket itself.
@@ -152,8 +171,7 @@ fn a_caller_that_stops_polling_delays_only_its_own_answer() -> TestResult {
         // The first caller is polled once (its request goes out, it waits
         // for the answer) and then never again until the end.
         let mut stalled = pin!(conn.query("SELECT 1"));
-        check!(!poll_once(stalled.as_mut()));
-        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
+        sent_in_place(stalled.as_mut(), &mut server)?;
 
         // A second caller queues behind it: that wakes the task, which
         // writes the request and takes over the reading.
@@ -162,20 +180,14 @@ fn a_caller_that_stops_polling_delays_only_its_own_answer() -> TestResult {
         let woken = wakes.0.load(Ordering::SeqCst);
         check!(woken > 0);
         server.send(&empty_extended_answer()).await?;
-        check!(task
-            .as_mut()
-            .poll(&mut Context::from_waker(&task_waker))
-            .is_pending());
+        check!(run_task(&mut task, &task_waker));
         check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
 
         // The second answer wakes the task, not the stalled caller.
         let woken = wakes.0.load(Ordering::SeqCst);
         server.send(&empty_extended_answer()).await?;
         check!(wakes.0.load(Ordering::SeqCst) > woken);
-        check!(task
-            .as_mut()
-            .poll(&mut Context::from_waker(&task_waker))
-            .is_pending());
+        check!(run_task(&mut task, &task_waker));
         check!(poll_once(second.as_mut()));
         // The stalled caller's answer waited for it.
         check!(poll_once(stalled.as_mut()));
@@ -190,18 +202,12 @@ fn on_a_listening_connection_the_task_reads() -> TestResult {
         let mut subscription = {
             let mut subscribe = pin!(conn.subscribe("jobs"));
             check!(!poll_once(subscribe.as_mut()));
-            check!(task
-                .as_mut()
-                .poll(&mut Context::from_waker(&task_waker))
-                .is_pending());
+            check!(run_task(&mut task, &task_waker));
             check_eq!(already_sent(&mut server)?, vec![b'Q']);
             let mut answer = command_complete("LISTEN");
             answer.extend(ready());
             server.send(&answer).await?;
-            check!(task
-                .as_mut()
-                .poll(&mut Context::from_waker(&task_waker))
-                .is_pending());
+            check!(run_task(&mut task, &task_waker));
             match subscribe
                 .as_mut()
                 .poll(&mut Context::from_waker(Waker::noop()))
@@ -212,8 +218,7 @@ fn on_a_listening_connection_the_task_reads() -> TestResult {
         };
         // A caller polled once and then left alone...
         let mut stalled = pin!(conn.query("SELECT 1"));
-        check!(!poll_once(stalled.as_mut()));
-        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
+        sent_in_place(stalled.as_mut(), &mut server)?;
         // ...does not hold up a notification: the socket wakes the task.
         let woken = wakes.0.load(Ordering::SeqCst);
         let mut notification = 7_i32.to_be_bytes().to_vec();
@@ -239,21 +244,16 @@ fn a_caller_that_gives_up_waiting_hands_the_reading_back() -> TestResult {
         let (conn, mut task, mut server, wakes, task_waker) = idle_connection().await?;
         {
             let mut abandoned = pin!(conn.query("SELECT 1"));
-            check!(!poll_once(abandoned.as_mut()));
+            sent_in_place(abandoned.as_mut(), &mut server)?;
         }
-        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
         // Its answer still has to be read, and now wakes the task.
         let woken = wakes.0.load(Ordering::SeqCst);
         server.send(&empty_extended_answer()).await?;
         check!(wakes.0.load(Ordering::SeqCst) > woken);
-        check!(task
-            .as_mut()
-            .poll(&mut Context::from_waker(&task_waker))
-            .is_pending());
+        check!(run_task(&mut task, &task_waker));
         // The connection goes on: the next caller reads its own answer.
         let mut next = pin!(conn.query("SELECT 2"));
-        check!(!poll_once(next.as_mut()));
-        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
+        sent_in_place(next.as_mut(), &mut server)?;
         server.send(&empty_extended_answer()).await?;
         check!(poll_once(next.as_mut()));
         Ok(())
@@ -284,8 +284,7 @@ fn statements_of_a_transaction_go_out_and_come_back_without_the_task() -> TestRe
 
         // A statement under the open lease goes the same way.
         let mut query = pin!(txn.query("SELECT 1"));
-        check!(!poll_once(query.as_mut()));
-        check_eq!(already_sent(&mut server)?.last().copied(), Some(b'S'));
+        sent_in_place(query.as_mut(), &mut server)?;
         let mut answer = empty_extended_answer();
         answer.truncate(answer.len() - ready().len());
         answer.extend(message(b'Z', b"T"));
