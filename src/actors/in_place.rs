@@ -231,8 +231,9 @@ where
     }
 
     fn end_read_turn(&self, command: u64) {
-        // Busy: whoever holds the cell (the task, or a sender in place)
-        // has already ended this turn's redirect.
+        // Busy: the cell's holder is the task or a sender in place, which
+        // end any redirect themselves, or another caller's turn, which began
+        // only after this one's had ended.
         let Ok(mut state) = self.state.try_lock() else {
             return;
         };
