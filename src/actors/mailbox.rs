@@ -133,7 +133,7 @@ impl<T> MailboxSender<T> {
         let _ = self.0.runner.set(runner);
     }
 
-    /// Runs the idle actor in place if it can (and returns what ran it),
+    /// Runs the quiet actor in place if it can (and returns what ran it),
     /// else wakes it (`receiver` is the waker it left on the empty mailbox,
     /// `pushed` the count of items queued with the one just sent).
     fn run_or_wake(&self, receiver: Waker, pushed: u64) -> Option<Arc<dyn RunInPlace>> {
