@@ -8,8 +8,9 @@
 # could do on this machine), pipeline (implicit:
 # concurrent queries on one connection), pipeline_batch (ours: explicit atomic
 # pipelines of IN_FLIGHT statements; tokio-postgres: as pipeline), fetch_many,
-# insert_batch (sequential INSERTs), insert_pipeline (ours: all INSERTs in one
-# atomic pipeline; tokio-postgres: IN_FLIGHT concurrent executes in flight),
+# transaction (sequential BEGIN, SELECT, COMMIT), insert_batch (sequential
+# INSERTs), insert_pipeline (ours: all INSERTs in one atomic pipeline;
+# tokio-postgres: IN_FLIGHT concurrent executes in flight),
 # copy_in_binary and copy_in_csv (rows into a temp table with COPY FROM STDIN,
 # binary and CSV), copy_out (rows read back with a binary COPY TO STDOUT),
 # notify_1 and notify_100 (notifications fanned out to 1 or 100 subscribers),
@@ -27,7 +28,7 @@
 #   BENCH_SCALE    divides every N, for a quick smoke run (default 1)
 #   BENCH_WORKLOADS  workloads to run, space- or comma-separated, in table
 #                  order (default all: latency pipeline pipeline_batch fetch_many
-#                  insert_batch insert_pipeline copy_in_binary copy_in_csv copy_out
+#                  transaction insert_batch insert_pipeline copy_in_binary copy_in_csv copy_out
 #                  notify_1 notify_100 cache concurrent concurrent_shared)
 #   BENCH_TIMEOUT  seconds one cell may take before it counts as hung (default 600)
 #   BENCH_INSTRUCTIONS  1: also count, with callgrind, the CPU instructions the
@@ -61,10 +62,10 @@ INSTRUCTIONS="${BENCH_INSTRUCTIONS:-0}"
 [[ "$INSTRUCTIONS" =~ ^[01]$ ]] || die "BENCH_INSTRUCTIONS must be 0 or 1, got '$INSTRUCTIONS'"
 
 declare -A WORKLOAD_N=([latency]=20000 [pipeline]=100000 [pipeline_batch]=100000 [fetch_many]=1000000
-    [insert_batch]=10000 [insert_pipeline]=10000 [copy_in_binary]=1000000 [copy_in_csv]=1000000
+    [transaction]=10000 [insert_batch]=10000 [insert_pipeline]=10000 [copy_in_binary]=1000000 [copy_in_csv]=1000000
     [copy_out]=1000000 [notify_1]=100000 [notify_100]=100000 [cache]=20000
     [concurrent]=50000 [concurrent_shared]=50000)
-ALL_WORKLOADS=(latency pipeline pipeline_batch fetch_many insert_batch insert_pipeline
+ALL_WORKLOADS=(latency pipeline pipeline_batch fetch_many transaction insert_batch insert_pipeline
     copy_in_binary copy_in_csv copy_out notify_1 notify_100 cache concurrent concurrent_shared)
 selected="${BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 read -r -a WORKLOADS <<<"${selected//,/ }"
@@ -291,6 +292,7 @@ declare -A WORKLOAD_NOTE=(
     [pipeline]="SELECT \$1::int4 with $IN_FLIGHT in flight"
     [pipeline_batch]="SELECT \$1::int4, ours in explicit atomic pipelines of $IN_FLIGHT (one Sync each), tokio-postgres as pipeline"
     [fetch_many]="rows streamed from one query (int4 + md5 text per row; ops/s = rows/s)"
+    [transaction]="sequential transactions of BEGIN, SELECT \$1::int4 and COMMIT (ours: transaction() and commit(); tokio-postgres: BEGIN and COMMIT by batch_execute, as its Transaction sends them)"
     [insert_batch]="sequential single-row parameterized INSERTs into a fresh temp table"
     [insert_pipeline]="single-row parameterized INSERTs into a fresh temp table, pipelined: ours all in one atomic pipeline, tokio-postgres $IN_FLIGHT concurrent executes in flight"
     [copy_in_binary]="rows (int4 + text) into a fresh temp table with one COPY FROM STDIN (FORMAT binary), each client's binary COPY writer (ops/s = rows/s)"

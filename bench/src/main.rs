@@ -22,6 +22,10 @@
 //!   has no explicit pipeline, so as in `pipeline`: up to K futures in flight.
 //! - fetch_many: one query streaming N rows `(g int4, md5(g::text) text)`,
 //!   both columns read from every row; ops are rows.
+//! - transaction: N sequential transactions, each BEGIN, one `SELECT
+//!   $1::int4` (checked) and COMMIT. Ours: `transaction()`, `query_one`,
+//!   `commit()`. tokio-postgres: `BEGIN` and `COMMIT` by `batch_execute`
+//!   (what its `Transaction` sends) around the prepared echo.
 //! - insert_batch: N sequential single-row parameterized INSERTs into a
 //!   fresh temporary table, then `count(*)` checked.
 //! - insert_pipeline: the same N INSERTs (and check), pipelined without COPY.
@@ -130,6 +134,7 @@ enum Workload {
     Pipeline,
     PipelineBatch,
     FetchMany,
+    Transaction,
     InsertBatch,
     InsertPipeline,
     CopyInBinary,
@@ -142,11 +147,12 @@ enum Workload {
     ConcurrentShared,
 }
 
-const WORKLOADS: [Workload; 14] = [
+const WORKLOADS: [Workload; 15] = [
     Workload::Latency,
     Workload::Pipeline,
     Workload::PipelineBatch,
     Workload::FetchMany,
+    Workload::Transaction,
     Workload::InsertBatch,
     Workload::InsertPipeline,
     Workload::CopyInBinary,
@@ -199,6 +205,7 @@ impl Workload {
             Workload::Pipeline => "pipeline",
             Workload::PipelineBatch => "pipeline_batch",
             Workload::FetchMany => "fetch_many",
+            Workload::Transaction => "transaction",
             Workload::InsertBatch => "insert_batch",
             Workload::InsertPipeline => "insert_pipeline",
             Workload::CopyInBinary => "copy_in_binary",
@@ -218,6 +225,7 @@ impl Workload {
             Workload::Pipeline => 100_000,
             Workload::PipelineBatch => 100_000,
             Workload::FetchMany => 1_000_000,
+            Workload::Transaction => 10_000,
             Workload::InsertBatch => 10_000,
             Workload::InsertPipeline => 10_000,
             Workload::CopyInBinary => 1_000_000,
@@ -319,6 +327,8 @@ trait Db {
     ) -> Result<(), BoxError>;
     /// `sql` (one int4 parameter, one int4 row) by SQL text.
     async fn query_text(&self, sql: &str, i: i32) -> Result<i32, BoxError>;
+    /// BEGIN, `SELECT $1::int4` with `i`, COMMIT.
+    async fn echo_in_transaction(&self, i: i32) -> Result<i32, BoxError>;
     /// Runs `sql` (no parameters, no rows wanted).
     async fn batch(&self, sql: &str) -> Result<(), BoxError>;
     /// Creates `bench_insert` (`CREATE_SQL`) and readies `insert`.
@@ -359,6 +369,13 @@ impl Db for Ours {
         // By SQL text on purpose: the connection's statement cache is part of
         // what is measured.
         self.query_text(ECHO_SQL, i).await
+    }
+
+    async fn echo_in_transaction(&self, i: i32) -> Result<i32, BoxError> {
+        let txn = self.0.transaction().await?;
+        let got = txn.query_one(ECHO_SQL, &[&i]).await?.get(0)?;
+        txn.commit().await?;
+        Ok(got)
     }
 
     async fn notify_fanout(
@@ -519,6 +536,15 @@ impl Db for TokioPg {
     async fn echo(&self, i: i32) -> Result<i32, BoxError> {
         let row = self.client.query_one(&self.echo, &[&i]).await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn echo_in_transaction(&self, i: i32) -> Result<i32, BoxError> {
+        // `Client::transaction` needs `&mut`; these are the statements its
+        // `Transaction` sends.
+        self.client.batch_execute("BEGIN").await?;
+        let got = self.echo(i).await?;
+        self.client.batch_execute("COMMIT").await?;
+        Ok(got)
     }
 
     async fn notify_fanout(
@@ -719,6 +745,11 @@ async fn run_workload<D: Db>(db: &D, args: &Args, values: Range<i32>) -> Result<
             })
             .await?;
             check("rows", i32::try_from(n)?, last)?;
+        }
+        Workload::Transaction => {
+            for i in values {
+                check("echo in a transaction", i, db.echo_in_transaction(i).await?)?;
+            }
         }
         Workload::InsertBatch => {
             for i in values {
