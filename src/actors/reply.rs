@@ -153,9 +153,13 @@ impl<T> ReplyReceiver<T> {
         let mut may_drive = turn.is_some();
         loop {
             let mut state = self.0.lock();
-            if let Some(answer) = Self::take_answer(&mut state) {
+            if let Some((answer, producer)) = Self::take_answer(&mut state) {
                 state.driving = false;
-                return answer;
+                drop(state);
+                if let Some(w) = producer {
+                    w.wake();
+                }
+                return Poll::Ready(answer);
             }
             let reader = match turn.as_mut() {
                 Some(reader) if may_drive => reader,
@@ -182,21 +186,17 @@ impl<T> ReplyReceiver<T> {
         }
     }
 
-    /// The next item, or the end, if either is there (waking the actor
-    /// if it waits for room).
-    fn take_answer(state: &mut MutexGuard<'_, State<T>>) -> Option<Poll<Option<T>>> {
+    /// The next item, or the end, if either is there; with the actor's
+    /// waker if it waits for room, to wake once the lock is released.
+    fn take_answer(state: &mut MutexGuard<'_, State<T>>) -> Option<(Option<T>, Option<Waker>)> {
         if !state.queue.is_empty() {
             let item = state.queue.remove(0);
-            if let Some(w) = state.producer.take() {
-                w.wake();
-            }
-            return Some(Poll::Ready(Some(item)));
+            return Some((Some(item), state.producer.take()));
         }
-        state.producer_gone.then_some(Poll::Ready(None))
+        state.producer_gone.then_some((None, None))
     }
 
-    /// [`poll_recv`](Self::poll_recv) without a read
-    /// turn, as a future.
+    /// [`poll_recv`](Self::poll_recv) without a read turn, as a future.
     #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
         std::future::poll_fn(|cx| self.poll_recv(cx, &mut None)).await
