@@ -261,7 +261,7 @@ fn a_caller_that_gives_up_waiting_hands_the_reading_back() -> TestResult {
 }
 
 #[test]
-fn statements_of_a_transaction_go_out_and_come_back_without_the_task() -> TestResult {
+fn a_transaction_runs_from_begin_to_commit_without_the_task() -> TestResult {
     run(async {
         let (conn, _task, mut server, wakes, _) = idle_connection().await?;
         let woken_before = wakes.0.load(Ordering::SeqCst);
@@ -283,14 +283,37 @@ fn statements_of_a_transaction_go_out_and_come_back_without_the_task() -> TestRe
         };
 
         // A statement under the open lease goes the same way.
-        let mut query = pin!(txn.query("SELECT 1"));
-        sent_in_place(query.as_mut(), &mut server)?;
-        let mut answer = empty_extended_answer();
-        answer.truncate(answer.len() - ready().len());
-        answer.extend(message(b'Z', b"T"));
+        {
+            let mut query = pin!(txn.query("SELECT 1"));
+            sent_in_place(query.as_mut(), &mut server)?;
+            let mut answer = empty_extended_answer();
+            answer.truncate(answer.len() - ready().len());
+            answer.extend(message(b'Z', b"T"));
+            server.send(&answer).await?;
+            check!(poll_once(query.as_mut()));
+        }
+
+        // COMMIT too; the lease ends with it, not by a message of its own
+        // that would wake the task.
+        let mut commit = pin!(txn.commit());
+        check!(!poll_once(commit.as_mut()));
+        check_eq!(already_sent(&mut server)?, vec![b'Q']);
+        let mut answer = command_complete("COMMIT");
+        answer.extend(ready());
         server.send(&answer).await?;
-        check!(poll_once(query.as_mut()));
+        match commit
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(committed) => committed?,
+            Poll::Pending => return Err("COMMIT's answer waited for the task".into()),
+        }
         check_eq!(wakes.0.load(Ordering::SeqCst), woken_before);
+
+        // The connection is free again: a request from outside the
+        // transaction goes straight out.
+        let mut after = pin!(conn.query("SELECT 2"));
+        sent_in_place(after.as_mut(), &mut server)?;
         Ok(())
     })
 }

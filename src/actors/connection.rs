@@ -81,6 +81,9 @@ pub(crate) enum Command {
         /// It executes a statement prepared with `reserve`: it settles that
         /// reservation.
         reserved: bool,
+        /// It is its lease's last request (a COMMIT, say): the lease ends
+        /// once it is queued, with no `Release` of its own to send.
+        ends_lease: bool,
     },
     /// Exclusive use of the connection: until `Release`, only requests
     /// of this lease reach the socket; everyone else's wait, in order.
@@ -526,9 +529,10 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             Command::Request {
                 bytes,
                 responses,
+                lease,
                 ends,
                 reserved,
-                ..
+                ends_lease,
             } => {
                 if reserved {
                     self.redeem();
@@ -539,6 +543,10 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                     ends,
                     pending: BytesMut::new(),
                 });
+                if ends_lease && lease.is_some() {
+                    // Its lease is the innermost (checked above).
+                    self.leases.pop();
+                }
             }
             Command::Lease {
                 reply,

@@ -498,7 +498,7 @@ impl Connection {
             params,
             &mut bytes,
         )?;
-        self.send_request(bytes, self.lease, Ends::SYNC, reservation)
+        self.send_request(bytes, self.lease, Ends::SYNC, reservation, false)
             .await
     }
 
@@ -515,17 +515,27 @@ impl Connection {
         lease: Option<u64>,
         ends: Ends,
     ) -> Result<Responses, PgError> {
-        self.send_request(bytes, lease, ends, Reservation::none())
+        self.send_request(bytes, lease, ends, Reservation::none(), false)
             .await
     }
 
-    /// Sends a request that settles `reservation` (if it holds one).
+    /// Sends the last request of this view's lease (a COMMIT or ROLLBACK):
+    /// the lease ends as the request is queued, so its release costs no
+    /// command of its own.
+    pub(crate) async fn request_ending_lease(&self, bytes: BytesMut) -> Result<Responses, PgError> {
+        self.send_request(bytes, self.lease, Ends::SYNC, Reservation::none(), true)
+            .await
+    }
+
+    /// Sends a request that settles `reservation` (if it holds one) and,
+    /// if `ends_lease`, ends its lease.
     async fn send_request(
         &self,
         bytes: BytesMut,
         lease: Option<u64>,
         ends: Ends,
         reservation: Reservation,
+        ends_lease: bool,
     ) -> Result<Responses, PgError> {
         let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
         // `send_with` spelt out: on this, every query's path, the closure
@@ -539,6 +549,7 @@ impl Connection {
                 lease,
                 ends,
                 reserved: reservation.is_for(&session),
+                ends_lease,
             })
             .await
             .map_err(|_| session.shared.gone())?;
@@ -615,6 +626,7 @@ impl Connection {
                 lease: self.lease,
                 ends: Ends::SYNC,
                 reserved: false,
+                ends_lease: false,
             })
             .map_err(|_| session.shared.gone())?;
         Ok(Responses::new(rx, session.shared.clone(), Ends::SYNC, None))
@@ -645,6 +657,12 @@ impl Connection {
     /// Queues `bytes` under `lease` with its answer discarded, without
     /// waiting: for `Drop`, which cannot await.
     pub(crate) fn send_detached(&self, lease: u64, bytes: BytesMut) {
+        self.force_request(lease, bytes, false);
+    }
+
+    /// Queues `bytes` under `lease`, past the mailbox's bound, with the
+    /// answer discarded; `ends_lease`: as the lease's last request.
+    fn force_request(&self, lease: u64, bytes: BytesMut, ends_lease: bool) {
         let (tx, _discarded) = reply_channel(1);
         let _ = self.session().mailbox.force_send(Command::Request {
             bytes,
@@ -652,6 +670,7 @@ impl Connection {
             lease: Some(lease),
             ends: Ends::SYNC,
             reserved: false,
+            ends_lease,
         });
     }
 
@@ -678,13 +697,15 @@ impl Connection {
     /// Sends `bytes` (if any) as the lease's last request, with its answer
     /// discarded, and releases the lease, without waiting: for `Drop`.
     pub(crate) fn release_lease(&self, lease: u64, last: Option<BytesMut>) {
-        if let Some(bytes) = last {
-            self.send_detached(lease, bytes);
+        match last {
+            Some(bytes) => self.force_request(lease, bytes, true),
+            None => {
+                let _ = self
+                    .session()
+                    .mailbox
+                    .force_send(Command::Release { lease });
+            }
         }
-        let _ = self
-            .session()
-            .mailbox
-            .force_send(Command::Release { lease });
     }
 
     /// Runs SQL without parameters and returns its rows.

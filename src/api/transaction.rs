@@ -112,8 +112,8 @@ impl Drop for Scope {
 }
 
 /// Runs while COMMIT/ROLLBACK is on its way: if the caller gives up before
-/// it was queued, the scope is rolled back by message; once it was, the
-/// lease is released behind it, however the wait ends.
+/// it was queued, the scope is rolled back by message. Once it was, there is
+/// nothing left to do: a transaction's lease ended with it.
 struct Ending<'a> {
     scope: &'a Scope,
     queued: bool,
@@ -123,8 +123,6 @@ impl Drop for Ending<'_> {
     fn drop(&mut self) {
         if !self.queued {
             self.scope.abandon();
-        } else if self.scope.savepoint.is_none() {
-            self.scope.conn.release_lease(self.scope.lease, None);
         }
     }
 }
@@ -318,7 +316,11 @@ impl Transaction {
         };
         let mut bytes = BytesMut::new();
         frontend::simple_query(sql, &mut bytes)?;
-        let responses = self.conn.request(bytes).await?;
+        let responses = if self.scope.savepoint.is_none() {
+            self.conn.request_ending_lease(bytes).await?
+        } else {
+            self.conn.request(bytes).await?
+        };
         ending.queued = true;
         collect(responses, None).await
     }
