@@ -22,6 +22,10 @@
 # interleave our client and tokio-postgres, so drift on the shared VM hits
 # both alike. The server and every client are pinned to CPU 0: unpinned
 # round trips between vCPUs vary far more than the differences we measure.
+# So wall time is client plus server CPU: a second table gives, per workload,
+# the client process's own CPU time per operation (ours and tokio-postgres,
+# current-thread) and the ceiling that leaves: the most any client could gain
+# over tokio-postgres when only the client's share of the wall time can go.
 #
 # Environment:
 #   BENCH_ROUNDS   runs per cell, median reported (default 3)
@@ -117,11 +121,14 @@ WASMTIME_RUN=("$WASMTIME" run -S inherit-network=y -S allow-ip-name-lookup=y --e
     note "warm-up run under wasmtime failed"
 
 # ---------------------------------------------------------------- cells
-# Results per cell key "workload|client|runtime": space-separated values.
-declare -A OPS RSS FAILED
+# Results per cell key "workload|client|runtime": space-separated values, one
+# per round. CPU and SECS stay in step round by round ("-" where a round's
+# RESULT lacked the field), since the CPU share pairs them.
+declare -A OPS RSS CPU SECS FAILED
 FAILURES=0
 
-# run_cell WORKLOAD CLIENT RUNTIME N: one process, pinned, timed, appended to OPS/RSS.
+# run_cell WORKLOAD CLIENT RUNTIME N: one process, pinned, timed, appended to
+# OPS/RSS/CPU/SECS.
 run_cell() {
     local workload="$1" client="$2" runtime="$3" n="$4"
     local key="$workload|$client|$runtime" out="$OUT_DIR/out" rss="$OUT_DIR/rss" rc=0
@@ -146,9 +153,12 @@ run_cell() {
         tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
         [[ -n "$tps" ]] && echo "RESULT client=pgbench runtime=current workload=$workload n=$n ops_per_sec=$tps" >>"$out"
     fi
-    local line ops
+    local line ops cpu secs
     line=$(grep '^RESULT ' "$out" || true)
     ops=$(sed -n 's/.* ops_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
+    # Only native clients know their CPU time; pgbench's line has no secs.
+    cpu=$(sed -n 's/.* cpu_secs=\([0-9.]*\).*/\1/p' <<<"$line")
+    secs=$(sed -n 's/.* secs=\([0-9.]*\).*/\1/p' <<<"$line")
     if [[ $rc -ne 0 || -z "$ops" ]]; then
         FAILURES=$((FAILURES + 1))
         FAILED[$key]=1
@@ -162,6 +172,8 @@ run_cell() {
     grep -E '^(statement cache|pool) ' "$out" | sed 's/^/    /' || true
     OPS[$key]+="$ops "
     RSS[$key]+="$(tail -n1 "$rss") "
+    CPU[$key]+="${cpu:--} "
+    SECS[$key]+="${secs:--} "
 }
 
 # cells WORKLOAD: the "client runtime" pairs it runs, in table order. The cache
@@ -317,6 +329,43 @@ if ((SCALE > 1)); then
     footnote+=" (N divided by BENCH_SCALE=$SCALE.)"
 fi
 echo "$footnote Median of $ROUNDS; server and clients on CPU 0; ratio: vs tokio-postgres on the same runtime (wasm vs current); RSS: max over rounds, whole process (wasmtime included for wasm)."
+
+# cpu_known KEY: whether every round of the cell ran and gave its CPU and wall seconds.
+cpu_known() {
+    [[ -z "${FAILED[$1]:-}" && -n "${CPU[$1]:-}" && "${CPU[$1]} ${SECS[$1]:--}" != *-* ]]
+}
+# cpu_shares KEY: per round, the client's CPU seconds over the wall seconds;
+# nothing if a round's wall time rounded to zero.
+cpu_shares() {
+    awk -v cpu="${CPU[$1]}" -v secs="${SECS[$1]}" 'BEGIN {
+        n = split(cpu, c, " "); split(secs, s, " ")
+        for (i = 1; i <= n; i++) { if (s[i] <= 0) exit; out = out sprintf("%.6f ", c[i] / s[i]) }
+        printf "%s", out
+    }'
+}
+
+echo
+echo "| workload | ours CPU µs/op | tokio-postgres CPU µs/op | ratio (tokio-postgres / ours) | tokio-postgres CPU share of wall | ceiling vs tokio-postgres |"
+echo "|---|---:|---:|---:|---:|---:|"
+for workload in "${WORKLOADS[@]}"; do
+    # notify_*: no tokio-postgres cell. The cache workload's "ours" keeps its statement cache.
+    ours_key="$workload|ours|current" base_key="$workload|tokio-postgres|current"
+    if ! cpu_known "$ours_key" || ! cpu_known "$base_key"; then
+        continue
+    fi
+    n=$(n_for "$workload")
+    shares=$(cpu_shares "$base_key")
+    [[ -n "$shares" ]] || continue
+    # CPU microseconds per operation: the median CPU seconds (every round runs the same N) * 1e6 / N.
+    awk -v w="$workload" -v n="$n" -v a="$(median <<<"${CPU[$ours_key]}")" -v b="$(median <<<"${CPU[$base_key]}")" \
+        -v share="$(median <<<"$shares")" 'BEGIN {
+        ratio = a > 0 ? sprintf("%.2f", b / a) : ""
+        ceiling = share < 1 ? sprintf("%.2f", 1 / (1 - share)) : ""
+        printf "| %s | %.3f | %.3f | %s | %.2f | %s |\n", w, a * 1e6 / n, b * 1e6 / n, ratio, share, ceiling
+    }'
+done
+echo
+echo "Client CPU: user + system time of the client process over the timed section (CLOCK_PROCESS_CPUTIME_ID), median over rounds; current-thread runtime. The server and the client share CPU 0, so a client that cost nothing would reach at most 1 / (1 - share) times tokio-postgres's throughput: the ceiling. Where the server does the same work whatever the client (sequential round trips, one streamed result, one COPY), a target ratio above the ceiling cannot be met on this machine by any client; pipelining can also cut the server's work (fewer, fuller reads), so there it is no bound."
 
 if ((INSTRUCTIONS)); then
     echo

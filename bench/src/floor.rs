@@ -10,14 +10,13 @@
 //! authentication only (the bench's cluster), plaintext only.
 
 use std::io;
-use std::time::Instant;
 
 use bytes::{Buf, BufMut, BytesMut};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 
-use crate::{check, BoxError, ECHO_SQL, WARM_UP};
+use crate::{check, BoxError, Stopwatch, Timing, ECHO_SQL, WARM_UP};
 
 /// The one statement, prepared under this name.
 const STATEMENT: &str = "floor_echo";
@@ -28,7 +27,7 @@ const READ_SIZE: usize = 4096;
 const BINARY: i16 = 1;
 
 /// Connects as the URL's user to its database, over TCP.
-pub async fn measure(url: &str, n: i32) -> Result<f64, BoxError> {
+pub async fn measure(url: &str, n: i32) -> Result<Timing, BoxError> {
     let config = wasi_pg_client::Config::from_uri(url)?;
     let host = match config.get_hosts().first() {
         Some(wasi_pg_client::Host::Tcp(host)) => host.clone(),
@@ -55,11 +54,11 @@ pub async fn measure(url: &str, n: i32) -> Result<f64, BoxError> {
     for i in 0..WARM_UP {
         check("echo", i, floor.echo(i).await?)?;
     }
-    let start = Instant::now();
+    let stopwatch = Stopwatch::start();
     for i in 0..n {
         check("echo", i, floor.echo(i).await?)?;
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok(stopwatch.stop())
 }
 
 struct Floor {

@@ -2,8 +2,12 @@
 //! workload, chosen by arguments. Prints one machine-readable line:
 //!
 //! ```text
-//! RESULT client=ours runtime=current workload=latency n=20000 in_flight=1 secs=0.41 ops_per_sec=48500
+//! RESULT client=ours runtime=current workload=latency n=20000 in_flight=1 secs=0.41 ops_per_sec=48500 cpu_secs=0.1520
 //! ```
+//!
+//! `cpu_secs` is the CPU time (user + system, every thread) this process
+//! spent over the same timed section as `secs`; it is left out where there
+//! is no process CPU clock (wasm32).
 //!
 //! Usage: `wasi-pg-client-bench --client ours|ours-nocache|floor|tokio-postgres
 //!         --runtime current|multi --workload WORKLOAD [--n N] [--in-flight K]`,
@@ -107,6 +111,61 @@ const POOL_SIZE: usize = 4;
 /// Untimed operations first, so connection setup, statement preparation and
 /// allocator growth stay out of the measurement.
 const WARM_UP: i32 = 200;
+
+/// What the timed section took.
+#[derive(Clone, Copy)]
+struct Timing {
+    secs: f64,
+    /// This process's CPU seconds over the same section, where known: with
+    /// the server on the same CPU, what is left of `secs` is the server's
+    /// (and the kernel's) share, which no client can win back.
+    cpu_secs: Option<f64>,
+}
+
+/// Started at the beginning of a timed section; `stop` at its end.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        // The CPU clock is read outside the wall-clock window, so its
+        // system calls do not lengthen `secs`.
+        let cpu = process_cpu_secs();
+        Stopwatch {
+            wall: Instant::now(),
+            cpu,
+        }
+    }
+
+    fn stop(self) -> Timing {
+        let secs = self.wall.elapsed().as_secs_f64();
+        let cpu_secs = process_cpu_secs()
+            .zip(self.cpu)
+            .map(|(end, start)| end - start);
+        Timing { secs, cpu_secs }
+    }
+}
+
+/// CPU seconds this process has used so far, all threads, user + system.
+#[cfg(not(target_arch = "wasm32"))]
+fn process_cpu_secs() -> Option<f64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the whole call, and
+    // CLOCK_PROCESS_CPUTIME_ID is a clock id the platform defines.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    (rc == 0).then_some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
+}
+
+/// WASI has no clock of the process's CPU time.
+#[cfg(target_arch = "wasm32")]
+fn process_cpu_secs() -> Option<f64> {
+    None
+}
 
 #[derive(Clone, Copy)]
 enum Client {
@@ -923,8 +982,8 @@ where
 }
 
 /// A concurrent workload: opens the pool, warms it up with the same tasks,
-/// then returns the seconds the timed run took.
-async fn measure_pooled(args: &Args, url: &str) -> Result<f64, BoxError> {
+/// then returns what the timed run took.
+async fn measure_pooled(args: &Args, url: &str) -> Result<Timing, BoxError> {
     let pool = match args.client {
         Client::Floor => return Err("the floor client runs the latency workload only".into()),
         Client::Ours | Client::OursNoCache => {
@@ -954,17 +1013,17 @@ async fn measure_pooled(args: &Args, url: &str) -> Result<f64, BoxError> {
         }
     };
     echo_tasks(&pool, 0..WARM_UP).await?;
-    let start = Instant::now();
+    let stopwatch = Stopwatch::start();
     echo_tasks(&pool, 0..args.n).await?;
-    let secs = start.elapsed().as_secs_f64();
+    let timing = stopwatch.stop();
     pool.report(args.client);
     pool.close().await;
-    Ok(secs)
+    Ok(timing)
 }
 
-/// Sets up, warms up, then returns the seconds the timed run took (and
-/// checks what the timed run left behind).
-async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<f64, BoxError> {
+/// Sets up, warms up, then returns what the timed run took (and checks
+/// what the timed run left behind).
+async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<Timing, BoxError> {
     let table = args.workload.table();
     match args.workload {
         Workload::InsertBatch | Workload::InsertPipeline => db.create_insert_table().await?,
@@ -987,9 +1046,9 @@ async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<f64, BoxError> {
     if let (Some(table), true) = (table, args.workload.fills_table()) {
         db.batch(&format!("DELETE FROM {table}")).await?;
     }
-    let start = Instant::now();
+    let stopwatch = Stopwatch::start();
     run_workload(db, args, 0..args.n).await?;
-    let secs = start.elapsed().as_secs_f64();
+    let timing = stopwatch.stop();
     if let Some(table) = table {
         let rows = if args.workload.fills_table() {
             args.n
@@ -1003,10 +1062,10 @@ async fn measure<D: Db>(db: &mut D, args: &Args) -> Result<f64, BoxError> {
                 .await?,
         )?;
     }
-    Ok(secs)
+    Ok(timing)
 }
 
-async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
+async fn run(args: &Args, url: &str) -> Result<Timing, BoxError> {
     if args.workload.pooled() {
         return measure_pooled(args, url).await;
     }
@@ -1018,7 +1077,7 @@ async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
                 config = config.statement_cache_size(0);
             }
             let conn = wasi_pg_client::Connection::connect(&config).await?;
-            let secs = measure(&mut Ours(conn.clone()), args).await?;
+            let timing = measure(&mut Ours(conn.clone()), args).await?;
             if args.workload == Workload::Cache {
                 let stats = conn.statement_cache_stats();
                 eprintln!(
@@ -1029,7 +1088,7 @@ async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
                 );
             }
             conn.close().await?;
-            Ok(secs)
+            Ok(timing)
         }
         #[cfg(not(target_arch = "wasm32"))]
         Client::TokioPostgres => {
@@ -1041,11 +1100,11 @@ async fn run(args: &Args, url: &str) -> Result<f64, BoxError> {
                 echo,
                 insert: None,
             };
-            let secs = measure(&mut db, args).await?;
+            let timing = measure(&mut db, args).await?;
             // Dropping the client ends the connection task.
             drop(db);
             driver.await??;
-            Ok(secs)
+            Ok(timing)
         }
     }
 }
@@ -1090,10 +1149,15 @@ fn in_flight(args: &Args) -> usize {
 fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
     let url = std::env::var("BENCH_URL").map_err(|_| "set BENCH_URL to a postgresql:// URI")?;
-    let secs = block_on(args.runtime, run(&args, &url))??;
+    let Timing { secs, cpu_secs } = block_on(args.runtime, run(&args, &url))??;
     let in_flight = in_flight(&args);
+    // Scripts find the fields by name; cpu_secs comes last, and only when
+    // known.
+    let cpu = cpu_secs
+        .map(|cpu| format!(" cpu_secs={cpu:.4}"))
+        .unwrap_or_default();
     println!(
-        "RESULT client={} runtime={} workload={} n={} in_flight={} secs={:.4} ops_per_sec={:.0}",
+        "RESULT client={} runtime={} workload={} n={} in_flight={} secs={:.4} ops_per_sec={:.0}{}",
         args.client.name(),
         args.runtime.name(),
         args.workload.name(),
@@ -1101,6 +1165,7 @@ fn main() -> Result<(), BoxError> {
         in_flight,
         secs,
         f64::from(args.n) / secs,
+        cpu,
     );
     Ok(())
 }
