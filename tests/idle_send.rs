@@ -62,6 +62,20 @@ fn already_sent(server: &mut fake::FakeServer) -> Result<Vec<u8>, Box<dyn std::e
     }
 }
 
+/// The text of the simple Query the server has already received next,
+/// without waiting: an error if none has arrived.
+fn query_already_sent(server: &mut fake::FakeServer) -> Result<String, Box<dyn std::error::Error>> {
+    match pin!(server.read_message()).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(message) => match message? {
+            (b'Q', body) => {
+                Ok(String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body)).into_owned())
+            }
+            (tag, _) => Err(format!("message {:?} arrived, not a Query", char::from(tag)).into()),
+        },
+        Poll::Pending => Err("the request has not reached the server".into()),
+    }
+}
+
 /// Polls `query` once, which sends its request in place and leaves it
 /// waiting for the answer; an error unless the server already has it.
 fn sent_in_place<F: Future>(
@@ -314,6 +328,40 @@ fn a_transaction_runs_from_begin_to_commit_without_the_task() -> TestResult {
         // transaction goes straight out.
         let mut after = pin!(conn.query("SELECT 2"));
         sent_in_place(after.as_mut(), &mut server)?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_transaction_given_up_once_its_lease_is_granted_is_rolled_back() -> TestResult {
+    run(async {
+        let (conn, mut task, mut server, _, task_waker) = idle_connection().await?;
+        let mut first = pin!(conn.transaction());
+        check!(!poll_once(first.as_mut()));
+        check_eq!(query_already_sent(&mut server)?, "BEGIN");
+        let mut began = command_complete("BEGIN");
+        began.extend(message(b'Z', b"T"));
+        server.send(&began).await?;
+        let first = match first.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(txn) => txn?,
+            Poll::Pending => return Err("BEGIN was not answered".into()),
+        };
+
+        // A second transaction waits for the first one's lease...
+        let mut second = Box::pin(conn.transaction());
+        check!(!poll_once(second.as_mut()));
+        // ...which COMMIT hands over: its BEGIN goes out right behind.
+        let mut commit = pin!(first.commit());
+        check!(!poll_once(commit.as_mut()));
+        check!(run_task(&mut task, &task_waker));
+        check_eq!(query_already_sent(&mut server)?, "COMMIT");
+        check_eq!(query_already_sent(&mut server)?, "BEGIN");
+
+        // Its caller gives up before seeing the grant: the transaction it
+        // opened is rolled back, not left open to whoever comes next.
+        drop(second);
+        check!(run_task(&mut task, &task_waker));
+        check_eq!(query_already_sent(&mut server)?, "ROLLBACK");
         Ok(())
     })
 }

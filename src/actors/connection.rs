@@ -96,6 +96,9 @@ pub(crate) enum Command {
         /// transaction): granted at once, on top of it, and until released
         /// even the parent's own commands wait.
         parent: Option<u64>,
+        /// The lease's first request (a transaction's BEGIN), queued the
+        /// moment it is granted.
+        opening: Option<Opening>,
     },
     /// A reservation will not be used (its caller gave up, or the prepare
     /// failed).
@@ -135,6 +138,14 @@ pub(crate) enum Command {
     ForgetStatements,
     /// Finish queued work, send Terminate, then stop.
     Close { reply: oneshot::Sender<()> },
+}
+
+/// A request that travels with the `Lease` command it opens: one command,
+/// one step of the actor, where asking for the lease and then sending under
+/// it would take two. It ends with one Sync or simple Query.
+pub(crate) struct Opening {
+    pub(crate) bytes: BytesMut,
+    pub(crate) responses: ReplySender<Chunk>,
 }
 
 /// Which message ends a request's answer.
@@ -224,8 +235,9 @@ pub(crate) struct ConnectionActor<T> {
     held: VecDeque<Command>,
     /// Prepares made with `reserve` whose execution has not arrived yet.
     reservations: usize,
-    /// A lease asked for while reservations were open.
-    pending_lease: Option<oneshot::Sender<u64>>,
+    /// A lease asked for while reservations were open, and its opening
+    /// request.
+    pending_lease: Option<(oneshot::Sender<u64>, Option<Opening>)>,
     statements: StatementCache,
     preparing: HashMap<String, Vec<oneshot::Sender<Result<Statement, PgError>>>>,
     closers: Vec<oneshot::Sender<()>>,
@@ -537,12 +549,7 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 if reserved {
                     self.redeem();
                 }
-                self.queue_bytes(bytes);
-                self.in_flight.push_back(InFlight::User {
-                    answer: Answer::new(responses),
-                    ends,
-                    pending: BytesMut::new(),
-                });
+                self.queue_request(bytes, responses, ends);
                 if ends_lease && lease.is_some() {
                     // Its lease is the innermost (checked above).
                     self.leases.pop();
@@ -552,15 +559,16 @@ impl<T: AsyncTransport> ConnectionActor<T> {
                 reply,
                 reserved,
                 parent,
+                opening,
             } => {
                 if reserved {
                     self.redeem();
                 }
                 if self.reservations > 0 && !reserved && parent.is_none() {
                     // Queries prepared before this was asked for go first.
-                    self.pending_lease = Some(reply);
+                    self.pending_lease = Some((reply, opening));
                 } else {
-                    self.grant(reply);
+                    self.grant(reply, opening);
                 }
             }
             Command::Unreserve => self.redeem(),
@@ -621,15 +629,30 @@ impl<T: AsyncTransport> ConnectionActor<T> {
         }
     }
 
-    fn grant(&mut self, reply: oneshot::Sender<u64>) {
+    fn grant(&mut self, reply: oneshot::Sender<u64>, opening: Option<Opening>) {
         // Unique in the process, not per actor: a transaction of a session
         // that was replaced (a reconnection) can never pass for one of the
         // new session's.
         let lease = NEXT_LEASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // A requester that gave up leaves nothing to hold.
-        if reply.send(lease).is_ok() {
-            self.leases.push(lease);
+        // A requester that gave up leaves nothing to hold, and nothing to
+        // send: its BEGIN would open a transaction no one ends.
+        if reply.send(lease).is_err() {
+            return;
         }
+        self.leases.push(lease);
+        if let Some(Opening { bytes, responses }) = opening {
+            self.queue_request(bytes, responses, Ends::SYNC);
+        }
+    }
+
+    /// A user's request goes out, its answer awaited in order.
+    fn queue_request(&mut self, bytes: BytesMut, responses: ReplySender<Chunk>, ends: Ends) {
+        self.queue_bytes(bytes);
+        self.in_flight.push_back(InFlight::User {
+            answer: Answer::new(responses),
+            ends,
+            pending: BytesMut::new(),
+        });
     }
 
     /// One reservation kept its promise (or was given up).
@@ -643,8 +666,8 @@ impl<T: AsyncTransport> ConnectionActor<T> {
     fn admit_held(&mut self) {
         loop {
             if self.leases.is_empty() && self.reservations == 0 {
-                if let Some(reply) = self.pending_lease.take() {
-                    self.grant(reply);
+                if let Some((reply, opening)) = self.pending_lease.take() {
+                    self.grant(reply, opening);
                 }
             }
             let Some(next) = self.held.iter().position(|c| self.may_pass(c)) else {

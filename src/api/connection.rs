@@ -15,12 +15,12 @@ use postgres_types::ToSql;
 use crate::actors::both::Both;
 use crate::actors::cancel::{CancelService, CancelTarget};
 use crate::actors::connection::{
-    Command, ConnectionActor, Ends, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND,
+    Command, ConnectionActor, Ends, Opening, MAILBOX_BOUND, RESPONSE_CHANNEL_BOUND,
 };
 use crate::actors::dispatcher::{self, Subscribers};
 use crate::actors::handshake::handshake;
 use crate::actors::in_place::{ActorCell, ReadTurn, RunInPlace};
-use crate::actors::mailbox::{mailbox, MailboxSender};
+use crate::actors::mailbox::{mailbox, MailboxSender, Sent};
 use crate::actors::reply::reply_channel;
 use crate::actors::rt;
 use crate::actors::shared::{NoticeHandler, Shared};
@@ -573,26 +573,67 @@ impl Connection {
     /// [`lease`](Self::lease) as the next step of a statement prepared
     /// with a reservation (a cursor's), which it settles.
     pub(crate) async fn lease_settling(&self, reservation: Reservation) -> Result<u64, PgError> {
+        let (lease, _, _) = self.lease_with(reservation, None).await?;
+        Ok(lease)
+    }
+
+    /// [`lease`](Self::lease) with `opening` (a transaction's BEGIN) as the
+    /// lease's first request, sent in the same command as the lease is
+    /// granted: the lease, and the opening's answer.
+    pub(crate) async fn lease_opening(
+        &self,
+        opening: BytesMut,
+    ) -> Result<(u64, Responses), PgError> {
+        let (tx, rx) = reply_channel(RESPONSE_CHANNEL_BOUND);
+        let opening = Opening {
+            bytes: opening,
+            responses: tx,
+        };
+        let (lease, sent, session) = self.lease_with(Reservation::none(), Some(opening)).await?;
+        // Sent in place (and granted at once): the caller may read BEGIN's
+        // answer itself, as for any request.
+        let turn = sent
+            .ran_in_place
+            .map(|runner| ReadTurn::new(runner, sent.number));
+        Ok((
+            lease,
+            Responses::new(rx, session.shared.clone(), Ends::SYNC, turn),
+        ))
+    }
+
+    async fn lease_with(
+        &self,
+        reservation: Reservation,
+        opening: Option<Opening>,
+    ) -> Result<(u64, Sent, Arc<Session>), PgError> {
         let (reply, granted) = oneshot::channel();
-        self.send_with(|session| Command::Lease {
-            reply,
-            reserved: reservation.is_for(session),
-            parent: self.lease,
-        })
-        .await?;
+        let opens = opening.is_some();
+        let session = self.live_session().await?;
+        let sent = session
+            .mailbox
+            .send(Command::Lease {
+                reply,
+                reserved: reservation.is_for(&session),
+                parent: self.lease,
+                opening,
+            })
+            .await
+            .map_err(|_| session.shared.gone())?;
         reservation.settled();
         let mut pending = PendingLease {
             conn: self,
             granted,
+            opens,
         };
-        (&mut pending.granted).await.map_err(|_| {
+        let lease = (&mut pending.granted).await.map_err(|_| {
             if self.is_closed() {
                 self.shared().gone()
             } else {
                 // Refused: the lease it was asked under has ended.
                 PgError::Transaction("this transaction has already ended".into())
             }
-        })
+        })?;
+        Ok((lease, sent, session))
     }
 
     /// The lease this view runs under, if it is a transaction's.
@@ -1216,12 +1257,19 @@ impl Drop for Reservation {
 struct PendingLease<'a> {
     conn: &'a Connection,
     granted: oneshot::Receiver<u64>,
+    /// An opening request (BEGIN) went out with the grant: it is rolled
+    /// back before the release.
+    opens: bool,
 }
 
 impl Drop for PendingLease<'_> {
     fn drop(&mut self) {
+        // Closed first, so a grant cannot slip in after the look below and
+        // leave the lease held by no one.
+        self.granted.close();
         if let Ok(Some(lease)) = self.granted.try_recv() {
-            self.conn.release_lease(lease, None);
+            let rollback = self.opens.then(|| frontend::own_query("ROLLBACK").ok());
+            self.conn.release_lease(lease, rollback.flatten());
         }
     }
 }

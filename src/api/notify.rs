@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
-
 use crate::actors::dispatcher::{Delivery, Queue};
 use crate::actors::rt;
 use crate::api::response::collect;
@@ -110,8 +108,7 @@ fn send_listen(
     verb: &str,
     channel: &str,
 ) -> Result<crate::api::response::Responses, PgError> {
-    let mut bytes = BytesMut::new();
-    frontend::simple_query(&format!("{verb} {}", quote_identifier(channel)), &mut bytes)?;
+    let bytes = frontend::own_query(&format!("{verb} {}", quote_identifier(channel)))?;
     // From now on the server may speak unasked: the actor's task reads.
     conn.shared().set_listening();
     conn.request_now(bytes)

@@ -1,8 +1,6 @@
 //! Session parameters: `set_param` and `reset_param`, remembered so that a
 //! new session (a reconnection) can be given the same settings.
 
-use bytes::BytesMut;
-
 use crate::api::response::collect;
 use crate::protocol::frontend;
 use crate::protocol::sql::quote_identifier;
@@ -39,8 +37,7 @@ impl Connection {
     /// Puts a run-time parameter back to its default (`RESET`, with the
     /// name quoted as an identifier) and forgets it from the session state.
     pub async fn reset_param(&self, name: &str) -> Result<(), PgError> {
-        let mut bytes = BytesMut::new();
-        frontend::simple_query(&format!("RESET {}", quote_identifier(name)), &mut bytes)?;
+        let bytes = frontend::own_query(&format!("RESET {}", quote_identifier(name)))?;
         collect(self.request(bytes).await?, None).await?;
         self.shared().remember_session_param(name, None);
         Ok(())

@@ -15,7 +15,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use postgres_types::ToSql;
 
 use crate::api::response::collect;
@@ -91,10 +90,7 @@ impl Scope {
     /// Queues the rollback without waiting (and, for the transaction
     /// itself, the lease's release behind it).
     fn abandon(&self) {
-        let mut bytes = BytesMut::new();
-        let rollback = frontend::simple_query(&self.rollback_sql(), &mut bytes)
-            .ok()
-            .map(|()| bytes);
+        let rollback = frontend::own_query(&self.rollback_sql()).ok();
         match (&self.savepoint, rollback) {
             (None, rollback) => self.conn.release_lease(self.lease, rollback),
             (Some(_), Some(bytes)) => self.conn.send_detached(self.lease, bytes),
@@ -225,10 +221,12 @@ impl Transaction {
                 "a transaction cannot begin inside another; use a savepoint".into(),
             ));
         }
-        let lease = conn.lease().await?;
+        let bytes = frontend::own_query(&begin(options))?;
+        // BEGIN travels with the lease: granted and sent in one step.
+        let (lease, began) = conn.lease_opening(bytes).await?;
         let view = conn.leased(lease);
-        // The scope exists before BEGIN is sent, so whatever happens next
-        // (an error, the caller giving up) ends in a ROLLBACK and a release.
+        // The scope exists from the grant on, so whatever happens next (an
+        // error, the caller giving up) ends in a ROLLBACK and a release.
         let scope = Arc::new(Scope {
             conn: view.clone(),
             lease,
@@ -238,7 +236,7 @@ impl Transaction {
             savepoint_counter: Arc::new(AtomicU32::new(0)),
             attempt,
         });
-        view.simple_query(&begin(options)).await?;
+        view.timed(collect(began, None)).await?;
         Ok(Transaction { conn: view, scope })
     }
 
@@ -257,8 +255,7 @@ impl Transaction {
             savepoint_counter: self.scope.savepoint_counter.clone(),
             attempt: self.scope.attempt,
         });
-        let mut bytes = BytesMut::new();
-        frontend::simple_query(&format!("SAVEPOINT {quoted}"), &mut bytes)?;
+        let bytes = frontend::own_query(&format!("SAVEPOINT {quoted}"))?;
         let responses = self.conn.request(bytes).await?;
         scope.ended.store(false, Ordering::SeqCst);
         if let Err(e) = collect(responses, None).await {
@@ -314,8 +311,7 @@ impl Transaction {
             scope: &self.scope,
             queued: false,
         };
-        let mut bytes = BytesMut::new();
-        frontend::simple_query(sql, &mut bytes)?;
+        let bytes = frontend::own_query(sql)?;
         let responses = if self.scope.savepoint.is_none() {
             self.conn.request_ending_lease(bytes).await?
         } else {

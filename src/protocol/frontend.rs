@@ -55,6 +55,16 @@ pub(crate) fn simple_query(sql: &str, buf: &mut BytesMut) -> Result<(), PgError>
     copy_query(sql, buf)
 }
 
+/// A simple Query for a statement the library composed itself (BEGIN,
+/// COMMIT, SAVEPOINT, LISTEN, RESET…), in a buffer of its size. Never a
+/// COPY, so it skips the scan user SQL gets.
+pub(crate) fn own_query(sql: &str) -> Result<BytesMut, PgError> {
+    // Tag, length, the text and its terminating NUL.
+    let mut buf = BytesMut::with_capacity(sql.len() + 6);
+    copy_query(sql, &mut buf)?;
+    Ok(buf)
+}
+
 /// A simple-protocol Query that may be a `COPY … FROM STDIN`: only
 /// `copy_in` sends one, and follows it with the data.
 pub(crate) fn copy_query(sql: &str, buf: &mut BytesMut) -> Result<(), PgError> {
