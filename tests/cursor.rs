@@ -3,8 +3,25 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{connect, run, TestResult};
 use futures_util::future::join;
+use wasi_pg_client::Connection;
+
+/// `SELECT n` on `conn` once a cursor is done with it, or a failure after
+/// a generous limit: a cursor that kept its lease would leave it waiting
+/// forever (a guard against a hang, never synchronisation).
+async fn select_after_cursor(conn: &Connection, n: i32) -> Result<i32, Box<dyn std::error::Error>> {
+    let sql = format!("SELECT {n}");
+    let row = common::within(
+        Duration::from_secs(10),
+        "a query after the cursor",
+        conn.query_one(&sql, &[]),
+    )
+    .await??;
+    Ok(row.get(0)?)
+}
 
 #[test]
 fn a_cursor_fetches_every_row_in_batches() -> TestResult {
@@ -23,7 +40,7 @@ fn a_cursor_fetches_every_row_in_batches() -> TestResult {
             expected += 1;
         }
         check_eq!(expected, 10_001);
-        check_eq!(conn.query_one("SELECT 1", &[]).await?.get::<_, i32>(0)?, 1);
+        check_eq!(select_after_cursor(&conn, 1).await?, 1);
         Ok(())
     })
 }
@@ -45,7 +62,12 @@ fn other_handles_wait_for_the_cursor_then_proceed() -> TestResult {
             Ok::<_, wasi_pg_client::PgError>(rows)
         };
         // Sent while the cursor holds the lease: it waits, then runs.
-        let (rows, answer) = join(drain, other.query_one("SELECT 77", &[])).await;
+        let (rows, answer) = common::within(
+            Duration::from_secs(10),
+            "the cursor and a query waiting for it",
+            join(drain, other.query_one("SELECT 77", &[])),
+        )
+        .await?;
         check_eq!(rows?, 5000);
         check_eq!(answer?.get::<_, i32>(0)?, 77);
         Ok(())
@@ -62,7 +84,7 @@ fn dropping_a_cursor_early_releases_the_connection() -> TestResult {
                 .await?;
             check!(cursor.next().await?.is_some());
         }
-        check_eq!(conn.query_one("SELECT 2", &[]).await?.get::<_, i32>(0)?, 2);
+        check_eq!(select_after_cursor(&conn, 2).await?, 2);
         Ok(())
     })
 }
@@ -89,7 +111,7 @@ fn an_error_mid_cursor_is_an_err_and_the_connection_survives() -> TestResult {
         check_eq!(error.code(), Some("22012"));
         check!((40..50).contains(&rows), "{rows} rows before the error");
         check!(cursor.next().await?.is_none());
-        check_eq!(conn.query_one("SELECT 3", &[]).await?.get::<_, i32>(0)?, 3);
+        check_eq!(select_after_cursor(&conn, 3).await?, 3);
         Ok(())
     })
 }

@@ -519,11 +519,15 @@ impl Connection {
             .await
     }
 
-    /// Sends the last request of this view's lease (a COMMIT or ROLLBACK):
-    /// the lease ends as the request is queued, so its release costs no
-    /// command of its own.
-    pub(crate) async fn request_ending_lease(&self, bytes: BytesMut) -> Result<Responses, PgError> {
-        self.send_request(bytes, self.lease, Ends::SYNC, Reservation::none(), true)
+    /// Sends the last request of `lease` (a COMMIT, a cursor's Close): the
+    /// lease ends as the request is queued, so its release costs no command
+    /// of its own.
+    pub(crate) async fn request_ending_lease(
+        &self,
+        bytes: BytesMut,
+        lease: u64,
+    ) -> Result<Responses, PgError> {
+        self.send_request(bytes, Some(lease), Ends::SYNC, Reservation::none(), true)
             .await
     }
 

@@ -119,20 +119,27 @@ impl CursorStream {
         &self.columns
     }
 
-    fn send(&mut self, bytes: BytesMut, ends: Ends) {
+    /// Sends a request under the cursor's lease; `last`: its last one,
+    /// which ends the lease if the cursor took it.
+    fn send(&mut self, bytes: BytesMut, ends: Ends, last: bool) {
         let conn = self.conn.clone();
         let lease = self.lease;
+        let ends_lease = last && self.owns_lease;
         self.batch = Batch::Sending(Box::pin(async move {
-            conn.request_in(bytes, Some(lease), ends).await
+            if ends_lease {
+                conn.request_ending_lease(bytes, lease).await
+            } else {
+                conn.request_in(bytes, Some(lease), ends).await
+            }
         }));
     }
 
-    /// Close + Sync, then the lease is released when its answer is read.
+    /// Close + Sync: the cursor's last request.
     fn close(&mut self) -> Result<(), PgError> {
         let mut bytes = BytesMut::new();
         frontend::cursor_close(&self.portal, &mut bytes)?;
         self.open = false;
-        self.send(bytes, Ends::SYNC);
+        self.send(bytes, Ends::SYNC, true);
         Ok(())
     }
 
@@ -173,7 +180,7 @@ impl CursorStream {
                         Some(Message::PortalSuspended) => {
                             let mut bytes = BytesMut::new();
                             frontend::cursor_fetch(&self.portal, self.fetch_size, &mut bytes)?;
-                            self.send(bytes, Ends::Execute);
+                            self.send(bytes, Ends::Execute, false);
                         }
                         Some(Message::CommandComplete(_)) | Some(Message::EmptyQueryResponse) => {
                             self.close()?;
@@ -184,10 +191,8 @@ impl CursorStream {
                             self.close()?;
                         }
                         Some(Message::ReadyForQuery(_)) | None if !self.open => {
+                            // Its lease, if its own, ended with the Close.
                             self.batch = Batch::Finished;
-                            if self.owns_lease {
-                                self.conn.release_lease(self.lease, None);
-                            }
                             self.lease = 0;
                         }
                         _ => {}

@@ -313,7 +313,9 @@ impl Transaction {
         };
         let bytes = frontend::own_query(sql)?;
         let responses = if self.scope.savepoint.is_none() {
-            self.conn.request_ending_lease(bytes).await?
+            self.conn
+                .request_ending_lease(bytes, self.scope.lease)
+                .await?
         } else {
             self.conn.request(bytes).await?
         };
