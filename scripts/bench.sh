@@ -345,24 +345,28 @@ cpu_shares() {
 }
 
 echo
-echo "| workload | ours CPU µs/op | tokio-postgres CPU µs/op | ratio (tokio-postgres / ours) | tokio-postgres CPU share of wall | ceiling vs tokio-postgres |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| workload | client | CPU µs/op | tokio-postgres CPU µs/op | ratio (tokio-postgres / this) | tokio-postgres CPU share of wall | ceiling vs tokio-postgres |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 for workload in "${WORKLOADS[@]}"; do
-    # notify_*: no tokio-postgres cell. The cache workload's "ours" keeps its statement cache.
-    ours_key="$workload|ours|current" base_key="$workload|tokio-postgres|current"
-    if ! cpu_known "$ours_key" || ! cpu_known "$base_key"; then
-        continue
-    fi
+    base_key="$workload|tokio-postgres|current"
+    # notify_*: no tokio-postgres cell.
+    cpu_known "$base_key" || continue
     n=$(n_for "$workload")
     shares=$(cpu_shares "$base_key")
     [[ -n "$shares" ]] || continue
-    # CPU microseconds per operation: the median CPU seconds (every round runs the same N) * 1e6 / N.
-    awk -v w="$workload" -v n="$n" -v a="$(median <<<"${CPU[$ours_key]}")" -v b="$(median <<<"${CPU[$base_key]}")" \
-        -v share="$(median <<<"$shares")" 'BEGIN {
-        ratio = a > 0 ? sprintf("%.2f", b / a) : ""
-        ceiling = share < 1 ? sprintf("%.2f", 1 / (1 - share)) : ""
-        printf "| %s | %.3f | %.3f | %s | %.2f | %s |\n", w, a * 1e6 / n, b * 1e6 / n, ratio, share, ceiling
-    }'
+    # The cache workload's "ours" keeps its statement cache. The floor
+    # (latency only) shows the CPU a round trip costs with no client library.
+    for client in ours floor; do
+        key="$workload|$client|current"
+        cpu_known "$key" || continue
+        # CPU microseconds per operation: the median CPU seconds (every round runs the same N) * 1e6 / N.
+        awk -v w="$workload" -v c="$client" -v n="$n" -v a="$(median <<<"${CPU[$key]}")" \
+            -v b="$(median <<<"${CPU[$base_key]}")" -v share="$(median <<<"$shares")" 'BEGIN {
+            ratio = a > 0 ? sprintf("%.2f", b / a) : ""
+            ceiling = share < 1 ? sprintf("%.2f", 1 / (1 - share)) : ""
+            printf "| %s | %s | %.3f | %.3f | %s | %.2f | %s |\n", w, c, a * 1e6 / n, b * 1e6 / n, ratio, share, ceiling
+        }'
+    done
 done
 echo
 echo "Client CPU: user + system time of the client process over the timed section (CLOCK_PROCESS_CPUTIME_ID), median over rounds; current-thread runtime. The server and the client share CPU 0, so a client that cost nothing would reach at most 1 / (1 - share) times tokio-postgres's throughput: the ceiling. Where the server does the same work whatever the client (sequential round trips, one streamed result, one COPY), a target ratio above the ceiling cannot be met on this machine by any client; pipelining can also cut the server's work (fewer, fuller reads), so there it is no bound."
