@@ -15,7 +15,8 @@
 # binary and CSV), copy_out (rows read back with a binary COPY TO STDOUT),
 # notify_1 and notify_100 (notifications fanned out to 1 or 100 subscribers),
 # cache, concurrent (8 tasks through a pool of 4 connections; ours: exclusive
-# acquire/release per query; tokio-postgres: deadpool-postgres) and
+# acquire/release per query; tokio-postgres: deadpool-postgres; floor: 4 bare
+# sockets, each running its share of the round trips, all at once) and
 # concurrent_shared (the same, ours with get_shared per query).
 #
 # Every cell (client, runtime, workload) runs in its own process. Rounds
@@ -185,6 +186,9 @@ cells() {
     elif [[ "$1" == latency ]]; then
         printf '%s\n' "ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm" \
             "pgbench current" "floor current" "floor wasm"
+    elif [[ "$1" == concurrent ]]; then
+        printf '%s\n' "ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm" \
+            "floor current" "floor wasm"
     elif [[ "$1" == cache ]]; then
         printf '%s\n' "ours current" "ours-nocache current" "ours multi" "ours-nocache multi" \
             "tokio-postgres current" "tokio-postgres multi" "ours wasm" "ours-nocache wasm"
@@ -284,20 +288,22 @@ for workload in "${WORKLOADS[@]}"; do
         printf '| %s | %s | %s | %.0f | %s | %s |\n' "$workload" "$client" "$label" "$ops" "$ratio" "$rss"
     done
 done
-# latency_ratio WHAT A B: "WHAT: A/B" for two latency cells ("client|runtime"), if both ran.
-latency_ratio() {
-    local a="${OPS[latency|$2]:-}" b="${OPS[latency|$3]:-}"
-    [[ -n "$a" && -n "$b" && -z "${FAILED[latency|$2]:-}" && -z "${FAILED[latency|$3]:-}" ]] || return 0
-    awk -v a="$(median <<<"$a")" -v b="$(median <<<"$b")" -v what="$1" 'BEGIN {printf "%s: %.2f\n", what, a / b}'
+# cell_ratio WORKLOAD WHAT A B: "WHAT: A/B" for two of the workload's cells ("client|runtime"), if both ran.
+cell_ratio() {
+    local a="${OPS[$1|$3]:-}" b="${OPS[$1|$4]:-}"
+    [[ -n "$a" && -n "$b" && -z "${FAILED[$1|$3]:-}" && -z "${FAILED[$1|$4]:-}" ]] || return 0
+    awk -v a="$(median <<<"$a")" -v b="$(median <<<"$b")" -v what="$2" 'BEGIN {printf "%s: %.2f\n", what, a / b}'
 }
 echo
-latency_ratio "latency, ours (current-thread) vs pgbench (libpq, one client, -M prepared)" "ours|current" "pgbench|current"
-latency_ratio "latency, floor (no client library) vs tokio-postgres, current-thread: the most a client on this runtime could gain" \
-    "floor|current" "tokio-postgres|current"
-latency_ratio "latency under wasmtime vs native, floor: the most any client could reach under wasmtime" \
-    "floor|wasm" "floor|current"
-latency_ratio "latency, ours vs floor, current-thread" "ours|current" "floor|current"
-latency_ratio "latency, ours vs floor, under wasmtime" "ours|wasm" "floor|wasm"
+cell_ratio latency "latency, ours (current-thread) vs pgbench (libpq, one client, -M prepared)" "ours|current" "pgbench|current"
+for workload in latency concurrent; do
+    cell_ratio "$workload" "$workload, floor (no client library) vs tokio-postgres, current-thread: the most a client on this runtime could gain" \
+        "floor|current" "tokio-postgres|current"
+    cell_ratio "$workload" "$workload under wasmtime vs native, floor: the most any client could reach under wasmtime" \
+        "floor|wasm" "floor|current"
+    cell_ratio "$workload" "$workload, ours vs floor, current-thread" "ours|current" "floor|current"
+    cell_ratio "$workload" "$workload, ours vs floor, under wasmtime" "ours|wasm" "floor|wasm"
+done
 echo
 declare -A WORKLOAD_NOTE=(
     [latency]="sequential SELECT \$1::int4 (pgbench: the same statement, -M prepared, one client; floor: the bench's own Bind/Execute/Sync loop on a bare socket, no client library)"
@@ -313,7 +319,7 @@ declare -A WORKLOAD_NOTE=(
     [notify_1]="notifications sent on one channel by the connection that listens, $IN_FLIGHT per pg_notify statement, each checked by 1 subscriber (ours only: tokio-postgres has no subscribers)"
     [notify_100]="the same notifications, each delivered to 100 subscribers on that connection (ops/s = notifications sent; deliveries are 100 times that)"
     [cache]="sequential executions cycling over 20 distinct statements by SQL text (tokio-postgres prepares each time; ours-nocache: statement_cache_size(0), unnamed statements)"
-    [concurrent]="SELECT \$1::int4 by 8 spawned tasks through a pool of 4 connections, each query taking a connection and giving it back: ours Pool::acquire + release, tokio-postgres deadpool-postgres (Fast recycling, prepare_cached)"
+    [concurrent]="SELECT \$1::int4 by 8 spawned tasks through a pool of 4 connections, each query taking a connection and giving it back: ours Pool::acquire + release, tokio-postgres deadpool-postgres (Fast recycling, prepare_cached); floor: 4 bare sockets, no pool and no tasks, each running its share one query at a time, all at once"
     [concurrent_shared]="the same, ours with Pool::get_shared per query (tasks sharing a connection pipeline on it), tokio-postgres deadpool-postgres as in concurrent"
 )
 notes=()
@@ -355,7 +361,8 @@ for workload in "${WORKLOADS[@]}"; do
     shares=$(cpu_shares "$base_key")
     [[ -n "$shares" ]] || continue
     # The cache workload's "ours" keeps its statement cache. The floor
-    # (latency only) shows the CPU a round trip costs with no client library.
+    # (latency, concurrent) shows the CPU a round trip costs with no client
+    # library.
     for client in ours floor; do
         key="$workload|$client|current"
         cpu_known "$key" || continue

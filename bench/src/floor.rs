@@ -1,22 +1,29 @@
-//! The `floor` client: the latency workload with no client library, as the
-//! most any client could do on this machine.
+//! The `floor` client: round trips with no client library, as the most any
+//! client could do on this machine.
 //!
-//! One socket, the statement prepared once, then per query only what the
-//! protocol needs: Bind + Execute + Sync encoded into a reused buffer, one
-//! write, reads until ReadyForQuery, the answer checked. No task, no
-//! channel, no allocation per query, no error handling past "fail". What
-//! it measures is the kernel, the runtime and the server; the gap between
-//! it and a real client is all a client could ever win. Trust
-//! authentication only (the bench's cluster), plaintext only.
+//! Sockets with the statement prepared once, then per query only what the
+//! protocol needs: Bind + Execute + Sync encoded into a reused buffer,
+//! written, and the answer read back and checked. No task, no channel, no
+//! allocation per query, no error handling past "fail". What it measures is
+//! the kernel, the runtime and the server; the gap between it and a real
+//! client is all a client could ever win. Trust authentication only (the
+//! bench's cluster), plaintext only.
+//!
+//! Two workloads: latency (one socket, one query at a time) and concurrent
+//! (a socket per pooled connection, each running its share one query at a
+//! time, all at once: a pool's lending without the pool). Not
+//! concurrent_shared: how deep a shared connection's pipeline runs is the
+//! client's own doing, so no fixed loop bounds it.
 
 use std::io;
+use std::ops::Range;
 
 use bytes::{Buf, BufMut, BytesMut};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use postgres_protocol::IsNull;
 
-use crate::{check, BoxError, Stopwatch, Timing, ECHO_SQL, WARM_UP};
+use crate::{check, chunks, BoxError, Stopwatch, Timing, ECHO_SQL, WARM_UP};
 
 /// The one statement, prepared under this name.
 const STATEMENT: &str = "floor_echo";
@@ -26,38 +33,30 @@ const READ_SIZE: usize = 4096;
 /// Binary format code.
 const BINARY: i16 = 1;
 
-/// Connects as the URL's user to its database, over TCP.
+/// The latency workload: `n` round trips, one after another.
 pub async fn measure(url: &str, n: i32) -> Result<Timing, BoxError> {
-    let config = wasi_pg_client::Config::from_uri(url)?;
-    let host = match config.get_hosts().first() {
-        Some(wasi_pg_client::Host::Tcp(host)) => host.clone(),
-        _ => return Err("the floor client needs a TCP host in BENCH_URL".into()),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().ok_or("BENCH_URL names no user")?;
-    let dbname = config.get_dbname().unwrap_or(user);
-    let mut floor = Floor {
-        socket: Socket::connect(&host, port).await?,
-        out: BytesMut::new(),
-        incoming: BytesMut::with_capacity(READ_SIZE),
-    };
-    frontend::startup_message([("user", user), ("database", dbname)], &mut floor.out)?;
-    floor.round_trip().await?;
-    frontend::parse(
-        STATEMENT,
-        ECHO_SQL,
-        [wasi_pg_client::types::Type::INT4.oid()],
-        &mut floor.out,
-    )?;
-    frontend::sync(&mut floor.out);
-    floor.round_trip().await?;
-    for i in 0..WARM_UP {
-        check("echo", i, floor.echo(i).await?)?;
-    }
+    let mut floor = Floor::open(url).await?;
     let stopwatch = Stopwatch::start();
-    for i in 0..n {
-        check("echo", i, floor.echo(i).await?)?;
+    floor.echo_each(0..n).await?;
+    Ok(stopwatch.stop())
+}
+
+/// The concurrent workload: `n` round trips shared out over `connections`
+/// sockets, each running its share one after another, all at once.
+pub async fn measure_concurrent(url: &str, n: i32, connections: usize) -> Result<Timing, BoxError> {
+    let mut floors = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        floors.push(Floor::open(url).await?);
     }
+    let share = usize::try_from(n)?.div_ceil(connections.max(1));
+    let stopwatch = Stopwatch::start();
+    futures_util::future::try_join_all(
+        floors
+            .iter_mut()
+            .zip(chunks(0..n, share))
+            .map(|(floor, values)| floor.echo_each(values)),
+    )
+    .await?;
     Ok(stopwatch.stop())
 }
 
@@ -68,8 +67,49 @@ struct Floor {
 }
 
 impl Floor {
-    /// `SELECT $1::int4` with `i`, through the prepared statement.
-    async fn echo(&mut self, i: i32) -> Result<i32, BoxError> {
+    /// Connects as the URL's user to its database, over TCP, prepares the
+    /// statement and warms up.
+    async fn open(url: &str) -> Result<Floor, BoxError> {
+        let config = wasi_pg_client::Config::from_uri(url)?;
+        let host = match config.get_hosts().first() {
+            Some(wasi_pg_client::Host::Tcp(host)) => host.clone(),
+            _ => return Err("the floor client needs a TCP host in BENCH_URL".into()),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().ok_or("BENCH_URL names no user")?;
+        let dbname = config.get_dbname().unwrap_or(user);
+        let mut floor = Floor {
+            socket: Socket::connect(&host, port).await?,
+            out: BytesMut::new(),
+            incoming: BytesMut::with_capacity(READ_SIZE),
+        };
+        frontend::startup_message([("user", user), ("database", dbname)], &mut floor.out)?;
+        floor.round_trip().await?;
+        frontend::parse(
+            STATEMENT,
+            ECHO_SQL,
+            [wasi_pg_client::types::Type::INT4.oid()],
+            &mut floor.out,
+        )?;
+        frontend::sync(&mut floor.out);
+        floor.round_trip().await?;
+        floor.echo_each(0..WARM_UP).await?;
+        Ok(floor)
+    }
+
+    /// `SELECT $1::int4` for each value, one after another, each answer
+    /// checked.
+    async fn echo_each(&mut self, values: Range<i32>) -> Result<(), BoxError> {
+        for i in values {
+            self.queue_echo(i)?;
+            let echoed = self.round_trip().await?.ok_or("no row")?;
+            check("echo", i, echoed)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes Bind + Execute + Sync of the statement with `i` into `out`.
+    fn queue_echo(&mut self, i: i32) -> Result<(), BoxError> {
         frontend::bind(
             "",
             STATEMENT,
@@ -85,7 +125,7 @@ impl Floor {
         .map_err(|_| "encoding Bind failed")?;
         frontend::execute("", 0, &mut self.out)?;
         frontend::sync(&mut self.out);
-        self.round_trip().await?.ok_or_else(|| "no row".into())
+        Ok(())
     }
 
     /// Sends `out`, then reads until ReadyForQuery; returns the int4 of the
@@ -96,32 +136,39 @@ impl Floor {
         let mut value = None;
         loop {
             while let Some(message) = Message::parse(&mut self.incoming)? {
-                match message {
-                    Message::ReadyForQuery(_) => return Ok(value),
-                    Message::DataRow(row) => {
-                        let mut fields = row.buffer();
-                        if fields.len() != 8 || fields.get_i32() != 4 {
-                            return Err("expected one int4".into());
-                        }
-                        value = Some(fields.get_i32());
-                    }
-                    Message::ErrorResponse(_) => return Err("the server answered an error".into()),
-                    Message::AuthenticationOk
-                    | Message::ParameterStatus(_)
-                    | Message::BackendKeyData(_)
-                    | Message::ParseComplete
-                    | Message::BindComplete
-                    | Message::CommandComplete(_) => {}
-                    _ => {
-                        return Err(
-                            "unexpected message (the floor client knows trust auth only)".into(),
-                        )
-                    }
+                if answer_ended(message, &mut value)? {
+                    return Ok(value);
                 }
             }
             self.socket.read_into(&mut self.incoming).await?;
         }
     }
+}
+
+/// Takes in one message of an answer, keeping a one-int4 DataRow's value in
+/// `value`; whether it was the answer's end (ReadyForQuery).
+fn answer_ended(message: Message, value: &mut Option<i32>) -> Result<bool, BoxError> {
+    match message {
+        Message::ReadyForQuery(_) => return Ok(true),
+        Message::DataRow(row) => {
+            let mut fields = row.buffer();
+            if fields.len() != 8 || fields.get_i32() != 4 {
+                return Err("expected one int4".into());
+            }
+            *value = Some(fields.get_i32());
+        }
+        Message::ErrorResponse(_) => return Err("the server answered an error".into()),
+        Message::AuthenticationOk
+        | Message::ParameterStatus(_)
+        | Message::BackendKeyData(_)
+        | Message::ParseComplete
+        | Message::BindComplete
+        | Message::CommandComplete(_) => {}
+        _ => {
+            return Err("unexpected message (the floor client knows trust auth only)".into());
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(not(target_arch = "wasm32"))]

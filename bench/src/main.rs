@@ -14,8 +14,8 @@
 //! server from the `BENCH_URL` environment variable (a `postgresql://` URI).
 //! Built for wasm32-wasip2 only our client (and floor) exists and the
 //! runtime is wstd's. `ours-nocache` is our client with
-//! `statement_cache_size(0)`. `floor` is no client library at all, latency
-//! only (floor.rs): the most any client could do here.
+//! `statement_cache_size(0)`. `floor` is no client library at all (latency
+//! and concurrent; floor.rs): the most any client could do here.
 //! `scripts/bench.sh` runs every cell and tabulates the results.
 //!
 //! Workloads, every answer checked; ops are the N counted:
@@ -171,7 +171,7 @@ fn process_cpu_secs() -> Option<f64> {
 enum Client {
     Ours,
     OursNoCache,
-    /// No client library: the latency workload's floor (floor.rs).
+    /// No client library: the floor of the round-trip workloads (floor.rs).
     Floor,
     #[cfg(not(target_arch = "wasm32"))]
     TokioPostgres,
@@ -307,6 +307,11 @@ impl Workload {
         }
     }
 
+    /// Whether the floor client (no client library) runs it.
+    fn has_floor(self) -> bool {
+        matches!(self, Workload::Latency | Workload::Concurrent)
+    }
+
     /// Whether it runs on a pool of connections rather than on one.
     fn pooled(self) -> bool {
         matches!(self, Workload::Concurrent | Workload::ConcurrentShared)
@@ -357,8 +362,8 @@ fn parse_args() -> Result<Args, BoxError> {
         return Err("--n must be at least 1".into());
     }
     let client = client.ok_or("--client is required")?;
-    if let (Client::Floor, false) = (client, workload == Workload::Latency) {
-        return Err("the floor client runs the latency workload only".into());
+    if let (Client::Floor, false) = (client, workload.has_floor()) {
+        return Err("the floor client runs latency and concurrent only".into());
     }
     Ok(Args {
         client,
@@ -985,7 +990,8 @@ where
 /// then returns what the timed run took.
 async fn measure_pooled(args: &Args, url: &str) -> Result<Timing, BoxError> {
     let pool = match args.client {
-        Client::Floor => return Err("the floor client runs the latency workload only".into()),
+        // No pool and no tasks: as many sockets, all busy at once.
+        Client::Floor => return floor::measure_concurrent(url, args.n, POOL_SIZE).await,
         Client::Ours | Client::OursNoCache => {
             let mut config = wasi_pg_client::Config::from_uri(url)?;
             if let Client::OursNoCache = args.client {
