@@ -605,6 +605,8 @@ impl Connection {
         ))
     }
 
+    /// Asks for the lease (with `opening`, if any) and waits for the grant;
+    /// a caller that gives up meanwhile leaves nothing held (`PendingLease`).
     async fn lease_with(
         &self,
         reservation: Reservation,
