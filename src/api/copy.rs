@@ -22,6 +22,7 @@ use postgres_protocol::message::backend::Message;
 
 use crate::actors::connection::Ends;
 use crate::api::response::{server_error, Responses};
+use crate::protocol::framing::Backend;
 use crate::protocol::frontend;
 use crate::{Connection, PgError, Transaction};
 
@@ -410,12 +411,12 @@ impl CopyOut {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, PgError>> {
         let mut failed = None;
         while !self.done {
-            match self.responses.poll_next(cx) {
+            match self.responses.poll_next_backend(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(Some(Message::CopyData(body)))) => {
-                    return Poll::Ready(Ok(Some(body.into_bytes())))
+                Poll::Ready(Ok(Some(Backend::CopyData(data)))) => {
+                    return Poll::Ready(Ok(Some(data)))
                 }
-                Poll::Ready(Ok(Some(Message::ErrorResponse(body)))) => {
+                Poll::Ready(Ok(Some(Backend::Other(Message::ErrorResponse(body))))) => {
                     failed.get_or_insert_with(|| server_error(&body));
                 }
                 Poll::Ready(Ok(Some(_))) => {}

@@ -23,6 +23,7 @@ use crate::actors::connection::Ends;
 use crate::api::connection::Reservation;
 use crate::api::response::{data_row, server_error, Responses};
 use crate::api::row::{Column, Row};
+use crate::protocol::framing::Backend;
 use crate::protocol::frontend;
 use crate::{Connection, PgError};
 
@@ -162,21 +163,21 @@ impl CursorStream {
                     }
                 },
                 Batch::Reading(responses) => {
-                    let message = match responses.poll_next(cx) {
+                    let message = match responses.poll_next_backend(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Err(e)) => {
                             self.batch = Batch::Finished;
                             self.open = false;
                             return Poll::Ready(Err(e));
                         }
-                        Poll::Ready(Ok(message)) => message,
+                        Poll::Ready(Ok(Some(Backend::Row(raw)))) => {
+                            return Poll::Ready(data_row(raw, Some(&self.columns), false).map(Some))
+                        }
+                        Poll::Ready(Ok(Some(Backend::CopyData(_)))) => continue,
+                        Poll::Ready(Ok(Some(Backend::Other(message)))) => Some(message),
+                        Poll::Ready(Ok(None)) => None,
                     };
                     match message {
-                        Some(Message::DataRow(body)) => {
-                            return Poll::Ready(
-                                data_row(body, Some(&self.columns), false).map(Some),
-                            )
-                        }
                         Some(Message::PortalSuspended) => {
                             let mut bytes = BytesMut::new();
                             frontend::cursor_fetch(&self.portal, self.fetch_size, &mut bytes)?;

@@ -16,6 +16,7 @@ use postgres_types::ToSql;
 use crate::actors::connection::Ends;
 use crate::api::response::{command_tag, data_row, server_error};
 use crate::api::row::Column;
+use crate::protocol::framing::Backend;
 use crate::protocol::frontend;
 use crate::{Connection, PgError, QueryResult, ToStatement, Transaction};
 
@@ -149,17 +150,22 @@ impl Pipeline {
                 .await?;
             let mut results = Vec::with_capacity(count);
             let mut current = QueryResult::default();
-            while let Some(message) = responses.next().await? {
+            while let Some(backend) = responses.next_backend().await? {
                 let index = results.len();
                 if current.columns.is_none() {
                     current.columns = columns.get(index).cloned();
                 }
-                match message {
-                    Message::DataRow(body) => {
+                let message = match backend {
+                    Backend::Row(raw) => {
                         current
                             .rows
-                            .push(data_row(body, current.columns.as_ref(), false)?);
+                            .push(data_row(raw, current.columns.as_ref(), false)?);
+                        continue;
                     }
+                    Backend::CopyData(_) => return Err(unexpected_message()),
+                    Backend::Other(message) => message,
+                };
+                match message {
                     Message::CommandComplete(body) => {
                         current.command_tag = Some(command_tag(&body)?.to_string());
                         results.push(Ok(std::mem::take(&mut current)));
@@ -175,19 +181,19 @@ impl Pipeline {
                     | Message::BindComplete
                     | Message::NoData
                     | Message::ReadyForQuery(_) => {}
-                    _ => {
-                        return Err(PgError::Protocol(
-                            "unexpected message in a pipeline's answer (COPY cannot run in a \
-                             pipeline)"
-                                .into(),
-                        ))
-                    }
+                    _ => return Err(unexpected_message()),
                 }
             }
             finish(mode, count, results)
         })
         .await
     }
+}
+
+fn unexpected_message() -> PgError {
+    PgError::Protocol(
+        "unexpected message in a pipeline's answer (COPY cannot run in a pipeline)".into(),
+    )
 }
 
 /// The request: the statements with a Sync after each (independent) or

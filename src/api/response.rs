@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{CommandCompleteBody, Message};
 
 use crate::actors::connection::{Chunk, Ends};
@@ -17,8 +16,7 @@ use crate::actors::shared::Shared;
 use crate::api::error::DbError;
 use crate::api::row::{rows_affected, Column, QueryResult, Row};
 use crate::protocol::describe;
-use crate::protocol::framing::next_message;
-use crate::protocol::values::{ValueRanges, ValueSpan};
+use crate::protocol::framing::{next_backend, next_message, Backend, RawRow};
 use crate::PgError;
 
 /// The backend messages answering one request, up to its ReadyForQuery.
@@ -55,10 +53,34 @@ impl Responses {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Message>, PgError>> {
+        self.poll_parsed(cx, next_message, message_tag)
+    }
+
+    /// [`poll_next`](Self::poll_next) for the paths that read rows or COPY
+    /// data, which come without postgres-protocol's bodies (see
+    /// [`Backend`]).
+    pub(crate) fn poll_next_backend(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Backend>, PgError>> {
+        self.poll_parsed(cx, next_backend, |backend| match backend {
+            Backend::Other(message) => message_tag(message),
+            // Neither ends an answer.
+            Backend::Row(_) | Backend::CopyData(_) => 0,
+        })
+    }
+
+    #[inline]
+    fn poll_parsed<M>(
+        &mut self,
+        cx: &mut Context<'_>,
+        parse: impl Fn(&mut BytesMut) -> Result<Option<M>, PgError>,
+        tag: impl Fn(&M) -> u8,
+    ) -> Poll<Result<Option<M>, PgError>> {
         loop {
-            match next_message(&mut self.chunk) {
+            match parse(&mut self.chunk) {
                 Ok(Some(message)) => {
-                    if self.ends.is_end(message_tag(&message)) {
+                    if self.ends.is_end(tag(&message)) {
                         self.done = true;
                         self.turn = None;
                     }
@@ -82,6 +104,11 @@ impl Responses {
     pub(crate) async fn next(&mut self) -> Result<Option<Message>, PgError> {
         poll_fn(|cx| self.poll_next(cx)).await
     }
+
+    /// [`poll_next_backend`](Self::poll_next_backend) as a future.
+    pub(crate) async fn next_backend(&mut self) -> Result<Option<Backend>, PgError> {
+        poll_fn(|cx| self.poll_next_backend(cx)).await
+    }
 }
 
 /// The tag byte of the messages that can end an answer.
@@ -99,30 +126,17 @@ fn message_tag(message: &Message) -> u8 {
 /// A DataRow as a `Row` of `columns` (text values from the simple protocol
 /// when `text`).
 pub(crate) fn data_row(
-    body: postgres_protocol::message::backend::DataRowBody,
+    raw: RawRow,
     columns: Option<&Arc<[Column]>>,
     text: bool,
 ) -> Result<Row, PgError> {
     let columns = columns
         .cloned()
         .ok_or_else(|| PgError::Protocol("a row arrived before its description".into()))?;
-    let mut ranges = ValueRanges::with_capacity(columns.len());
-    let mut values = body.ranges();
-    while let Some(range) = values
-        .next()
-        .map_err(|e| PgError::Protocol(format!("malformed row: {e}")))?
-    {
-        ranges.push(match range {
-            None => ValueSpan::NULL,
-            Some(r) => ValueSpan::new(r.start, r.end)
-                .ok_or_else(|| PgError::Protocol("a row over 4 GiB".into()))?,
-        });
-    }
-    let data = body.buffer_bytes().clone();
     if text {
-        Row::new_text(columns, data, ranges)
+        Row::new_text(columns, raw.frame, raw.values)
     } else {
-        Row::new(columns, data, ranges)
+        Row::new(columns, raw.frame, raw.values)
     }
 }
 
@@ -224,7 +238,7 @@ pub(crate) async fn collect_as<A: Answer>(
                 current = A::default();
             }
             Message::DataRow(body) => {
-                current.row(data_row(body, columns.as_ref(), text)?);
+                current.row(data_row(RawRow::from_body(body)?, columns.as_ref(), text)?);
             }
             Message::CommandComplete(body) => {
                 current.complete(columns.take(), Some(command_tag(&body)?));

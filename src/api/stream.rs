@@ -22,6 +22,7 @@ use postgres_protocol::message::backend::Message;
 use crate::api::response::{data_row, server_error, Responses};
 use crate::api::row::{rows_affected, Column, Row};
 use crate::protocol::describe;
+use crate::protocol::framing::Backend;
 use crate::PgError;
 
 pub use crate::actors::connection::STALLED_STREAM_LIMIT;
@@ -77,23 +78,24 @@ impl RowStream {
             return Poll::Ready(Ok(None));
         }
         loop {
-            let message = match self.responses.poll_next(cx) {
+            let message = match self.responses.poll_next_backend(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.fail(e))),
                 Poll::Ready(Ok(None)) => {
                     self.finished = true;
                     return Poll::Ready(Ok(None));
                 }
-                Poll::Ready(Ok(Some(message))) => message,
-            };
-            match message {
-                Message::DataRow(body) => {
+                Poll::Ready(Ok(Some(Backend::Row(raw)))) => {
                     return Poll::Ready(
-                        data_row(body, self.columns.as_ref(), false)
+                        data_row(raw, self.columns.as_ref(), false)
                             .map(Some)
                             .map_err(|e| self.fail(e)),
                     )
                 }
+                Poll::Ready(Ok(Some(Backend::CopyData(_)))) => continue,
+                Poll::Ready(Ok(Some(Backend::Other(message)))) => message,
+            };
+            match message {
                 Message::RowDescription(body) => match describe::columns(&body) {
                     Ok(columns) => self.columns = Some(columns),
                     Err(e) => return Poll::Ready(Err(self.fail(e))),

@@ -6,9 +6,11 @@
 //! 4 ≤ length ≤ cap) and `parse` only ever sees a complete frame. The buffer
 //! grows with bytes actually received, never by a declared length.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{self, Message};
 
+use crate::protocol::values::{ValueRanges, ValueSpan};
 use crate::PgError;
 
 /// Tag byte plus the 4-byte length.
@@ -228,6 +230,16 @@ fn malformed(tag: u8, e: std::io::Error) -> PgError {
 /// only completeness is checked again before postgres-protocol splits one
 /// off: it must never see an incomplete frame (it would reserve the rest).
 pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgError> {
+    match complete_header(frames)? {
+        Some((tag, declared)) => parse_message(frames, tag, declared).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The next frame's tag and declared length; `None` when no bytes are
+/// left, an error when a frame is cut short.
+#[inline]
+fn complete_header(frames: &[u8]) -> Result<Option<(u8, u32)>, PgError> {
     let Some((tag, declared)) = header(frames) else {
         return match frames.is_empty() {
             true => Ok(None),
@@ -237,17 +249,119 @@ pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgE
     if u64::from(declared) + 1 > frames.len() as u64 {
         return Err(truncated());
     }
+    Ok(Some((tag, declared)))
+}
+
+/// Splits off the complete frame at the front (its header read already).
+#[inline]
+fn parse_message(frames: &mut BytesMut, tag: u8, declared: u32) -> Result<Message, PgError> {
     if declared == 4 {
         if let Some(message) = bodiless(tag) {
             frames.advance(HEADER_LEN);
-            return Ok(Some(message));
+            return Ok(message);
         }
     }
     match Message::parse(frames) {
-        Ok(Some(message)) => Ok(Some(message)),
+        Ok(Some(message)) => Ok(message),
         Ok(None) => Err(truncated()),
         Err(e) => Err(malformed(tag, e)),
     }
+}
+
+/// A backend message as the row and COPY paths take it. postgres-protocol's
+/// bodies cut a `Bytes` out of the frame and another out of that (two
+/// reference counts taken and dropped per message); a row here keeps its
+/// whole frame, and COPY data the one slice its payload needs.
+pub(crate) enum Backend {
+    /// A DataRow.
+    Row(RawRow),
+    /// A CopyData's payload.
+    CopyData(Bytes),
+    /// Any other message.
+    Other(Message),
+}
+
+/// A DataRow's bytes and where each value lies in them.
+pub(crate) struct RawRow {
+    pub(crate) frame: Bytes,
+    pub(crate) values: ValueRanges,
+}
+
+impl RawRow {
+    /// A row postgres-protocol parsed: where a query reads few rows
+    /// (`collect`), its `Message` path costs less per message than
+    /// [`Backend`]'s larger one.
+    pub(crate) fn from_body(body: backend::DataRowBody) -> Result<RawRow, PgError> {
+        let mut values = ValueRanges::new();
+        let mut ranges = body.ranges();
+        while let Some(range) = ranges
+            .next()
+            .map_err(|e| PgError::Protocol(format!("malformed row from the server: {e}")))?
+        {
+            values.push(match range {
+                None => ValueSpan::NULL,
+                Some(r) => ValueSpan::new(r.start, r.end)
+                    .ok_or_else(|| PgError::Protocol("a row over 4 GiB".into()))?,
+            });
+        }
+        Ok(RawRow {
+            frame: body.buffer_bytes().clone(),
+            values,
+        })
+    }
+}
+
+/// [`next_message`], with DataRow and CopyData split off here.
+pub(crate) fn next_backend(frames: &mut BytesMut) -> Result<Option<Backend>, PgError> {
+    let Some((tag, declared)) = complete_header(frames)? else {
+        return Ok(None);
+    };
+    let backend = match tag {
+        backend::DATA_ROW_TAG if declared >= 4 => {
+            Backend::Row(raw_row(frames.split_to(declared as usize + 1).freeze())?)
+        }
+        backend::COPY_DATA_TAG if declared >= 4 => {
+            let mut payload = frames.split_to(declared as usize + 1);
+            payload.advance(HEADER_LEN);
+            Backend::CopyData(payload.freeze())
+        }
+        _ => Backend::Other(parse_message(frames, tag, declared)?),
+    };
+    Ok(Some(backend))
+}
+
+/// Reads a DataRow frame's value count and lengths: every value must lie
+/// inside the frame, and the frame hold nothing after the last.
+fn raw_row(frame: Bytes) -> Result<RawRow, PgError> {
+    let bad = |why: &str| PgError::Protocol(format!("malformed row from the server: {why}"));
+    let count = match frame.get(HEADER_LEN..HEADER_LEN + 2) {
+        Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => return Err(bad("no value count")),
+    };
+    let mut values = ValueRanges::with_capacity(usize::from(count));
+    let mut at = HEADER_LEN + 2;
+    for _ in 0..count {
+        let len = match frame.get(at..at + 4) {
+            Some(&[a, b, c, d]) => i32::from_be_bytes([a, b, c, d]),
+            _ => return Err(bad("a value's length is cut off")),
+        };
+        at += 4;
+        if len == -1 {
+            values.push(ValueSpan::NULL);
+            continue;
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .filter(|&end| end <= frame.len())
+            .ok_or_else(|| bad("a value runs past the message"))?;
+        values.push(ValueSpan::new(at, end).ok_or_else(|| bad("a value past 4 GiB"))?);
+        at = end;
+    }
+    if at != frame.len() {
+        return Err(bad("bytes after the last value"));
+    }
+    Ok(RawRow { frame, values })
 }
 
 /// The messages that are a tag and nothing else, built here: `parse` would
@@ -401,5 +515,72 @@ mod tests {
         // A CommandComplete whose tag lacks its terminating NUL.
         let frame = BytesMut::from(&[b'C', 0, 0, 0, 6, b'o', b'k'][..]);
         assert!(parse_frame(frame).is_err());
+    }
+
+    /// A DataRow frame with `count` declared values and `body` after it.
+    fn row_frame(count: u16, body: &[u8]) -> BytesMut {
+        let mut frame = vec![b'D'];
+        frame.extend_from_slice(&(4 + 2 + body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&count.to_be_bytes());
+        frame.extend_from_slice(body);
+        BytesMut::from(&frame[..])
+    }
+
+    #[test]
+    fn rows_keep_their_frame_and_the_spans_of_their_values() {
+        // "ab", NULL, "" then a ReadyForQuery in the same chunk.
+        let mut chunk = row_frame(3, b"\x00\x00\x00\x02ab\xff\xff\xff\xff\x00\x00\x00\x00");
+        chunk.extend_from_slice(&ready_for_query());
+        let Ok(Some(Backend::Row(row))) = next_backend(&mut chunk) else {
+            panic!("expected a row");
+        };
+        let spans: Vec<_> = row.values.iter().map(|v| v.range()).collect();
+        assert_eq!(spans, vec![Some(11..13), None, Some(21..21)]);
+        assert_eq!(&row.frame[11..13], b"ab");
+        assert!(matches!(
+            next_backend(&mut chunk),
+            Ok(Some(Backend::Other(Message::ReadyForQuery(_))))
+        ));
+        assert!(matches!(next_backend(&mut chunk), Ok(None)));
+    }
+
+    #[test]
+    fn malformed_rows_are_errors() {
+        let bodies: [(u16, &[u8]); 5] = [
+            // A value longer than the message.
+            (1, b"\x00\x00\x00\x09ab"),
+            // Bytes after the last value.
+            (1, b"\x00\x00\x00\x01abc"),
+            // A length cut off.
+            (2, b"\x00\x00\x00\x01a\x00\x00"),
+            // A negative length other than NULL's.
+            (1, b"\xff\xff\xff\xfe"),
+            // Fewer values than declared.
+            (3, b"\x00\x00\x00\x01a"),
+        ];
+        for (count, body) in bodies {
+            assert!(
+                next_backend(&mut row_frame(count, body)).is_err(),
+                "{body:?}"
+            );
+        }
+        // No value count at all.
+        let mut no_count = BytesMut::from(&[b'D', 0, 0, 0, 5, 0][..]);
+        assert!(next_backend(&mut no_count).is_err());
+    }
+
+    #[test]
+    fn copy_data_is_its_payload_and_a_cut_frame_is_an_error() {
+        let mut chunk = BytesMut::from(&[b'd', 0, 0, 0, 7, b'x', b'y', b'z'][..]);
+        match next_backend(&mut chunk) {
+            Ok(Some(Backend::CopyData(data))) => assert_eq!(&data[..], b"xyz"),
+            _ => panic!("expected CopyData"),
+        }
+        assert!(chunk.is_empty());
+        let mut cut = BytesMut::from(&[b'd', 0, 0, 0, 7, b'x'][..]);
+        assert!(next_backend(&mut cut).is_err());
+        let mut cut_row = row_frame(1, b"\x00\x00\x00\x01a");
+        cut_row.truncate(cut_row.len() - 1);
+        assert!(next_backend(&mut cut_row).is_err());
     }
 }
