@@ -454,15 +454,13 @@ impl<T: AsyncTransport> ConnectionActor<T> {
             // The loop decides whether the actor is done.
             return Poll::Ready(Event::MailboxDone);
         }
-        // Going to sleep: say whether everything taken so far is done.
+        // Going to sleep: say whether everything taken so far is done, and
+        // whether, with no lease open either, the transaction status is
+        // final (idle).
+        let quiet = self.is_quiet();
         self.shared
-            .publish_settled(self.taken, self.is_quiet(), self.is_idle());
+            .publish_settled(self.taken, quiet, quiet && self.leases.is_empty());
         Poll::Pending
-    }
-
-    /// Quiet, and no lease open: the transaction status is final.
-    fn is_idle(&self) -> bool {
-        self.is_quiet() && self.leases.is_empty()
     }
 
     /// Nothing in flight, held back or reserved: every answer to what was
