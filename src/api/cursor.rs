@@ -174,24 +174,26 @@ impl CursorStream {
                             return Poll::Ready(data_row(raw, Some(&self.columns), false).map(Some))
                         }
                         Poll::Ready(Ok(Some(Backend::CopyData(_)))) => continue,
-                        Poll::Ready(Ok(Some(Backend::Other(message)))) => Some(message),
+                        Poll::Ready(Ok(Some(backend))) => Some(backend),
                         Poll::Ready(Ok(None)) => None,
                     };
                     match message {
-                        Some(Message::PortalSuspended) => {
+                        Some(Backend::Other(Message::PortalSuspended)) => {
                             let mut bytes = BytesMut::new();
                             frontend::cursor_fetch(&self.portal, self.fetch_size, &mut bytes)?;
                             self.send(bytes, Ends::Execute, false);
                         }
-                        Some(Message::CommandComplete(_)) | Some(Message::EmptyQueryResponse) => {
+                        Some(
+                            Backend::Complete(_) | Backend::Other(Message::EmptyQueryResponse),
+                        ) => {
                             self.close()?;
                         }
-                        Some(Message::ErrorResponse(body)) => {
+                        Some(Backend::Other(Message::ErrorResponse(body))) => {
                             // The server skips everything up to a Sync.
                             self.failed = Some(server_error(&body));
                             self.close()?;
                         }
-                        Some(Message::ReadyForQuery(_)) | None if !self.open => {
+                        Some(Backend::Ready) | None if !self.open => {
                             // Its lease, if its own, ended with the Close.
                             self.batch = Batch::Finished;
                             self.lease = 0;

@@ -14,7 +14,7 @@ use postgres_protocol::message::backend::Message;
 use postgres_types::ToSql;
 
 use crate::actors::connection::Ends;
-use crate::api::response::{command_tag, data_row, server_error};
+use crate::api::response::{data_row, server_error};
 use crate::api::row::Column;
 use crate::protocol::framing::Backend;
 use crate::protocol::frontend;
@@ -162,14 +162,16 @@ impl Pipeline {
                             .push(data_row(raw, current.columns.as_ref(), false)?);
                         continue;
                     }
+                    Backend::Complete(tag) => {
+                        current.command_tag = Some(tag.as_str()?.to_string());
+                        results.push(Ok(std::mem::take(&mut current)));
+                        continue;
+                    }
+                    Backend::Ready => continue,
                     Backend::CopyData(_) => return Err(unexpected_message()),
                     Backend::Other(message) => message,
                 };
                 match message {
-                    Message::CommandComplete(body) => {
-                        current.command_tag = Some(command_tag(&body)?.to_string());
-                        results.push(Ok(std::mem::take(&mut current)));
-                    }
                     Message::EmptyQueryResponse => {
                         results.push(Ok(std::mem::take(&mut current)));
                     }
@@ -177,10 +179,7 @@ impl Pipeline {
                         current = QueryResult::default();
                         results.push(Err(server_error(&body)));
                     }
-                    Message::ParseComplete
-                    | Message::BindComplete
-                    | Message::NoData
-                    | Message::ReadyForQuery(_) => {}
+                    Message::ParseComplete | Message::BindComplete | Message::NoData => {}
                     _ => return Err(unexpected_message()),
                 }
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use postgres_protocol::message::backend::{CommandCompleteBody, Message};
+use postgres_protocol::message::backend::Message;
 
 use crate::actors::connection::{Chunk, Ends};
 use crate::actors::in_place::ReadTurn;
@@ -16,7 +16,7 @@ use crate::actors::shared::Shared;
 use crate::api::error::DbError;
 use crate::api::row::{rows_affected, Column, QueryResult, Row};
 use crate::protocol::describe;
-use crate::protocol::framing::{next_backend, next_message, Backend, RawRow};
+use crate::protocol::framing::{ending_tag, next_backend, next_message, Backend, RawRow};
 use crate::PgError;
 
 /// The backend messages answering one request, up to its ReadyForQuery.
@@ -53,7 +53,7 @@ impl Responses {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Message>, PgError>> {
-        self.poll_parsed(cx, next_message, message_tag)
+        self.poll_parsed(cx, next_message, ending_tag)
     }
 
     /// [`poll_next`](Self::poll_next) for the paths that read rows or COPY
@@ -63,11 +63,7 @@ impl Responses {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Backend>, PgError>> {
-        self.poll_parsed(cx, next_backend, |backend| match backend {
-            Backend::Other(message) => message_tag(message),
-            // Neither ends an answer.
-            Backend::Row(_) | Backend::CopyData(_) => 0,
-        })
+        self.poll_parsed(cx, next_backend, Backend::ending_tag)
     }
 
     #[inline]
@@ -111,18 +107,6 @@ impl Responses {
     }
 }
 
-/// The tag byte of the messages that can end an answer.
-fn message_tag(message: &Message) -> u8 {
-    match message {
-        Message::ReadyForQuery(_) => b'Z',
-        Message::PortalSuspended => b's',
-        Message::CommandComplete(_) => b'C',
-        Message::EmptyQueryResponse => b'I',
-        Message::ErrorResponse(_) => b'E',
-        _ => 0,
-    }
-}
-
 /// A DataRow as a `Row` of `columns` (text values from the simple protocol
 /// when `text`).
 pub(crate) fn data_row(
@@ -138,12 +122,6 @@ pub(crate) fn data_row(
     } else {
         Row::new(columns, raw.frame, raw.values)
     }
-}
-
-/// A CommandComplete's tag, or the protocol error for a malformed one.
-pub(crate) fn command_tag(body: &CommandCompleteBody) -> Result<&str, PgError> {
-    body.tag()
-        .map_err(|e| PgError::Protocol(format!("malformed command tag: {e}")))
 }
 
 pub(crate) fn server_error(
@@ -208,6 +186,11 @@ impl Answer for RowsAffected {
     }
 }
 
+#[cold]
+fn copy_in_a_query() -> PgError {
+    PgError::Protocol("COPY cannot run through query/query_params; use copy_in/copy_out".into())
+}
+
 /// Folds a whole answer into a result. `columns` are known in advance for a
 /// prepared statement (no RowDescription is sent for it).
 ///
@@ -230,19 +213,26 @@ pub(crate) async fn collect_as<A: Answer>(
     let mut text = false;
     let mut last = None;
     let mut error = None;
-    while let Some(message) = responses.next().await? {
+    while let Some(backend) = responses.next_backend().await? {
+        let message = match backend {
+            Backend::Row(raw) => {
+                current.row(data_row(raw, columns.as_ref(), text)?);
+                continue;
+            }
+            Backend::Complete(tag) => {
+                current.complete(columns.take(), Some(tag.as_str()?));
+                last = Some(std::mem::take(&mut current));
+                continue;
+            }
+            Backend::Ready => continue,
+            Backend::CopyData(_) => return Err(copy_in_a_query()),
+            Backend::Other(message) => message,
+        };
         match message {
             Message::RowDescription(body) => {
                 text = describe::is_text_format(&body)?;
                 columns = Some(describe::columns(&body)?);
                 current = A::default();
-            }
-            Message::DataRow(body) => {
-                current.row(data_row(RawRow::from_body(body)?, columns.as_ref(), text)?);
-            }
-            Message::CommandComplete(body) => {
-                current.complete(columns.take(), Some(command_tag(&body)?));
-                last = Some(std::mem::take(&mut current));
             }
             Message::EmptyQueryResponse => {
                 current.complete(columns.take(), None);
@@ -256,12 +246,9 @@ pub(crate) async fn collect_as<A: Answer>(
             | Message::CloseComplete
             | Message::NoData
             | Message::ParameterDescription(_)
-            | Message::PortalSuspended
-            | Message::ReadyForQuery(_) => {}
+            | Message::PortalSuspended => {}
             Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
-                return Err(PgError::Protocol(
-                    "COPY cannot run through query/query_params; use copy_in/copy_out".into(),
-                ));
+                return Err(copy_in_a_query());
             }
             _ => {
                 return Err(PgError::Protocol(

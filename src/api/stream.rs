@@ -92,7 +92,11 @@ impl RowStream {
                             .map_err(|e| self.fail(e)),
                     )
                 }
-                Poll::Ready(Ok(Some(Backend::CopyData(_)))) => continue,
+                Poll::Ready(Ok(Some(Backend::Complete(tag)))) => {
+                    self.command_tag = tag.as_str().ok().map(str::to_string);
+                    continue;
+                }
+                Poll::Ready(Ok(Some(Backend::CopyData(_) | Backend::Ready))) => continue,
                 Poll::Ready(Ok(Some(Backend::Other(message)))) => message,
             };
             match message {
@@ -100,9 +104,6 @@ impl RowStream {
                     Ok(columns) => self.columns = Some(columns),
                     Err(e) => return Poll::Ready(Err(self.fail(e))),
                 },
-                Message::CommandComplete(body) => {
-                    self.command_tag = body.tag().ok().map(str::to_string);
-                }
                 Message::ErrorResponse(body) => {
                     return Poll::Ready(Err(self.fail(server_error(&body))))
                 }

@@ -7,7 +7,6 @@
 //! grows with bytes actually received, never by a declared length.
 
 use bytes::{Buf, Bytes, BytesMut};
-use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{self, Message};
 
 use crate::protocol::values::{ValueRanges, ValueSpan};
@@ -268,17 +267,58 @@ fn parse_message(frames: &mut BytesMut, tag: u8, declared: u32) -> Result<Messag
     }
 }
 
-/// A backend message as the row and COPY paths take it. postgres-protocol's
-/// bodies cut a `Bytes` out of the frame and another out of that (two
-/// reference counts taken and dropped per message); a row here keeps its
-/// whole frame, and COPY data the one slice its payload needs.
+/// A backend message as answers are read. postgres-protocol's bodies cut a
+/// `Bytes` out of the frame and another out of that (two reference counts
+/// taken and dropped per message); a row here keeps its whole frame, COPY
+/// data and a command tag the one slice they need, and ReadyForQuery
+/// nothing. These four are every answer's bulk: a round trip's
+/// CommandComplete and ReadyForQuery, a stream's rows.
 pub(crate) enum Backend {
     /// A DataRow.
     Row(RawRow),
     /// A CopyData's payload.
     CopyData(Bytes),
+    /// A CommandComplete.
+    Complete(CommandTag),
+    /// A ReadyForQuery (its transaction status is the actor's to track).
+    Ready,
     /// Any other message.
     Other(Message),
+}
+
+impl Backend {
+    /// The tag byte of the messages that can end an answer, else 0.
+    pub(crate) fn ending_tag(&self) -> u8 {
+        match self {
+            Backend::Complete(_) => backend::COMMAND_COMPLETE_TAG,
+            Backend::Ready => backend::READY_FOR_QUERY_TAG,
+            Backend::Other(message) => ending_tag(message),
+            Backend::Row(_) | Backend::CopyData(_) => 0,
+        }
+    }
+}
+
+/// The tag byte of the messages that can end an answer, else 0.
+pub(crate) fn ending_tag(message: &Message) -> u8 {
+    match message {
+        Message::ReadyForQuery(_) => backend::READY_FOR_QUERY_TAG,
+        Message::PortalSuspended => backend::PORTAL_SUSPENDED_TAG,
+        Message::CommandComplete(_) => backend::COMMAND_COMPLETE_TAG,
+        Message::EmptyQueryResponse => backend::EMPTY_QUERY_RESPONSE_TAG,
+        Message::ErrorResponse(_) => backend::ERROR_RESPONSE_TAG,
+        _ => 0,
+    }
+}
+
+/// A CommandComplete's tag ("INSERT 0 1"), without its NUL.
+pub(crate) struct CommandTag(Bytes);
+
+impl CommandTag {
+    /// The tag as text; a protocol error if it is not UTF-8.
+    pub(crate) fn as_str(&self) -> Result<&str, PgError> {
+        std::str::from_utf8(&self.0)
+            .map_err(|e| PgError::Protocol(format!("malformed command tag: {e}")))
+    }
 }
 
 /// A DataRow's bytes and where each value lies in them.
@@ -287,32 +327,8 @@ pub(crate) struct RawRow {
     pub(crate) values: ValueRanges,
 }
 
-impl RawRow {
-    /// A row postgres-protocol parsed. Where a query reads few rows
-    /// (`collect`), the `Message` path measured fewer instructions per
-    /// message than [`next_backend`]'s extra dispatch (both values are the
-    /// same size).
-    pub(crate) fn from_body(body: backend::DataRowBody) -> Result<RawRow, PgError> {
-        let mut values = ValueRanges::new();
-        let mut ranges = body.ranges();
-        while let Some(range) = ranges
-            .next()
-            .map_err(|e| PgError::Protocol(format!("malformed row from the server: {e}")))?
-        {
-            values.push(match range {
-                None => ValueSpan::NULL,
-                Some(r) => ValueSpan::new(r.start, r.end)
-                    .ok_or_else(|| PgError::Protocol("a row over 4 GiB".into()))?,
-            });
-        }
-        Ok(RawRow {
-            frame: body.buffer_bytes().clone(),
-            values,
-        })
-    }
-}
-
-/// [`next_message`], with DataRow and CopyData split off here.
+/// [`next_message`], with DataRow, CopyData, CommandComplete and
+/// ReadyForQuery split off here (see [`Backend`]).
 pub(crate) fn next_backend(frames: &mut BytesMut) -> Result<Option<Backend>, PgError> {
     let Some((tag, declared)) = complete_header(frames)? else {
         return Ok(None);
@@ -326,6 +342,26 @@ pub(crate) fn next_backend(frames: &mut BytesMut) -> Result<Option<Backend>, PgE
             payload.advance(HEADER_LEN);
             Backend::CopyData(payload.freeze())
         }
+        // A tag and its NUL, which must be the body's only one and last.
+        backend::COMMAND_COMPLETE_TAG
+            if declared > 4
+                && frames[HEADER_LEN..=declared as usize]
+                    .iter()
+                    .position(|&b| b == 0)
+                    == Some(declared as usize - 5) =>
+        {
+            let mut text = frames.split_to(declared as usize);
+            text.advance(HEADER_LEN);
+            frames.advance(1);
+            Backend::Complete(CommandTag(text.freeze()))
+        }
+        // Just the status byte.
+        backend::READY_FOR_QUERY_TAG if declared == 5 => {
+            frames.advance(HEADER_LEN + 1);
+            Backend::Ready
+        }
+        // Anything else, and the two above when malformed (which
+        // postgres-protocol then refuses).
         _ => Backend::Other(parse_message(frames, tag, declared)?),
     };
     Ok(Some(backend))
@@ -538,10 +574,7 @@ mod tests {
         let spans: Vec<_> = row.values.iter().map(|v| v.range()).collect();
         assert_eq!(spans, vec![Some(11..13), None, Some(21..21)]);
         assert_eq!(&row.frame[11..13], b"ab");
-        assert!(matches!(
-            next_backend(&mut chunk),
-            Ok(Some(Backend::Other(Message::ReadyForQuery(_))))
-        ));
+        assert!(matches!(next_backend(&mut chunk), Ok(Some(Backend::Ready))));
         assert!(matches!(next_backend(&mut chunk), Ok(None)));
     }
 
@@ -583,5 +616,45 @@ mod tests {
         let mut cut_row = row_frame(1, b"\x00\x00\x00\x01a");
         cut_row.truncate(cut_row.len() - 1);
         assert!(next_backend(&mut cut_row).is_err());
+    }
+
+    fn command_complete(body: &[u8]) -> BytesMut {
+        let mut frame = vec![b'C'];
+        frame.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(body);
+        BytesMut::from(&frame[..])
+    }
+
+    #[test]
+    fn a_command_tag_is_its_text_and_a_malformed_one_is_an_error() {
+        let mut chunk = command_complete(b"INSERT 0 1\0");
+        chunk.extend_from_slice(&ready_for_query());
+        let Ok(Some(Backend::Complete(tag))) = next_backend(&mut chunk) else {
+            panic!("expected CommandComplete");
+        };
+        assert_eq!(tag.as_str().unwrap(), "INSERT 0 1");
+        assert!(matches!(next_backend(&mut chunk), Ok(Some(Backend::Ready))));
+        assert!(chunk.is_empty());
+        // No NUL, a NUL before the end, nothing at all: postgres-protocol
+        // refuses what the fast path does not take.
+        for body in [&b"SELECT 1"[..], b"SELECT\0 1\0", b""] {
+            assert!(
+                next_backend(&mut command_complete(body)).is_err(),
+                "{body:?}"
+            );
+        }
+        let Ok(Some(Backend::Complete(tag))) = next_backend(&mut command_complete(b"\xff\0"))
+        else {
+            panic!("expected CommandComplete");
+        };
+        assert!(tag.as_str().is_err());
+    }
+
+    #[test]
+    fn ready_for_query_is_one_status_byte() {
+        let mut long = BytesMut::from(&[b'Z', 0, 0, 0, 6, b'I', b'I'][..]);
+        assert!(next_backend(&mut long).is_err());
+        let mut short = BytesMut::from(&[b'Z', 0, 0, 0, 4][..]);
+        assert!(next_backend(&mut short).is_err());
     }
 }
