@@ -17,7 +17,8 @@
 # cache, concurrent (8 tasks through a pool of 4 connections; ours: exclusive
 # acquire/release per query; tokio-postgres: deadpool-postgres; floor: 4 bare
 # sockets, each running its share of the round trips, all at once) and
-# concurrent_shared (the same, ours with get_shared per query).
+# concurrent_shared (the same, ours with get_shared per query; floor: 8
+# queries kept in flight on bare sockets, successors batched per read).
 #
 # Every cell (client, runtime, workload) runs in its own process. Rounds
 # interleave our client and tokio-postgres, so drift on the shared VM hits
@@ -186,7 +187,7 @@ cells() {
     elif [[ "$1" == latency ]]; then
         printf '%s\n' "ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm" \
             "pgbench current" "floor current" "floor wasm"
-    elif [[ "$1" == concurrent ]]; then
+    elif [[ "$1" == concurrent || "$1" == concurrent_shared ]]; then
         printf '%s\n' "ours current" "ours multi" "tokio-postgres current" "tokio-postgres multi" "ours wasm" \
             "floor current" "floor wasm"
     elif [[ "$1" == cache ]]; then
@@ -296,7 +297,7 @@ cell_ratio() {
 }
 echo
 cell_ratio latency "latency, ours (current-thread) vs pgbench (libpq, one client, -M prepared)" "ours|current" "pgbench|current"
-for workload in latency concurrent; do
+for workload in latency concurrent concurrent_shared; do
     cell_ratio "$workload" "$workload, floor (no client library) vs tokio-postgres, current-thread: the most a client on this runtime could gain" \
         "floor|current" "tokio-postgres|current"
     cell_ratio "$workload" "$workload under wasmtime vs native, floor: the most any client could reach under wasmtime" \
@@ -320,7 +321,7 @@ declare -A WORKLOAD_NOTE=(
     [notify_100]="the same notifications, each delivered to 100 subscribers on that connection (ops/s = notifications sent; deliveries are 100 times that)"
     [cache]="sequential executions cycling over 20 distinct statements by SQL text (tokio-postgres prepares each time; ours-nocache: statement_cache_size(0), unnamed statements)"
     [concurrent]="SELECT \$1::int4 by 8 spawned tasks through a pool of 4 connections, each query taking a connection and giving it back: ours Pool::acquire + release, tokio-postgres deadpool-postgres (Fast recycling, prepare_cached); floor: 4 bare sockets, no pool and no tasks, each running its share one query at a time, all at once"
-    [concurrent_shared]="the same, ours with Pool::get_shared per query (tasks sharing a connection pipeline on it), tokio-postgres deadpool-postgres as in concurrent"
+    [concurrent_shared]="the same, ours with Pool::get_shared per query (tasks sharing a connection pipeline on it), tokio-postgres deadpool-postgres as in concurrent; floor: 8 queries kept in flight on bare sockets (1, 2 or 4 of them, the fastest counts), each read's answers followed by their successors in one write"
 )
 notes=()
 for w in "${WORKLOADS[@]}"; do
@@ -361,8 +362,8 @@ for workload in "${WORKLOADS[@]}"; do
     shares=$(cpu_shares "$base_key")
     [[ -n "$shares" ]] || continue
     # The cache workload's "ours" keeps its statement cache. The floor
-    # (latency, concurrent) shows the CPU a round trip costs with no client
-    # library.
+    # (latency and the concurrent workloads) shows the CPU a round trip
+    # costs with no client library.
     for client in ours floor; do
         key="$workload|$client|current"
         cpu_known "$key" || continue

@@ -9,11 +9,13 @@
 //! client is all a client could ever win. Trust authentication only (the
 //! bench's cluster), plaintext only.
 //!
-//! Two workloads: latency (one socket, one query at a time) and concurrent
+//! Three workloads: latency (one socket, one query at a time), concurrent
 //! (a socket per pooled connection, each running its share one query at a
-//! time, all at once: a pool's lending without the pool). Not
-//! concurrent_shared: how deep a shared connection's pipeline runs is the
-//! client's own doing, so no fixed loop bounds it.
+//! time, all at once: a pool's lending without the pool) and
+//! concurrent_shared (the tasks' queries kept in flight on shared sockets,
+//! each answer's successor sent at once, every successor found by one read
+//! going out in one write: the most batching that as many independent
+//! callers, each waiting for its answer and each with its own Sync, allow).
 
 use std::io;
 use std::ops::Range;
@@ -58,6 +60,43 @@ pub async fn measure_concurrent(url: &str, n: i32, connections: usize) -> Result
     )
     .await?;
     Ok(stopwatch.stop())
+}
+
+/// The concurrent_shared workload: `n` round trips with `in_flight` queries
+/// in flight at all times, spread evenly over 1 to `connections` sockets;
+/// every even spread is run, and the fastest counts.
+pub async fn measure_shared(
+    url: &str,
+    n: i32,
+    in_flight: usize,
+    connections: usize,
+) -> Result<Timing, BoxError> {
+    let mut fastest: Option<Timing> = None;
+    for sockets in (1..=connections).filter(|c| in_flight.is_multiple_of(*c)) {
+        let mut floors = Vec::with_capacity(sockets);
+        for _ in 0..sockets {
+            floors.push(Floor::open(url).await?);
+        }
+        let share = usize::try_from(n)?.div_ceil(sockets);
+        let stopwatch = Stopwatch::start();
+        futures_util::future::try_join_all(
+            floors
+                .iter_mut()
+                .zip(chunks(0..n, share))
+                .map(|(floor, values)| floor.echo_pipelined(values, in_flight / sockets)),
+        )
+        .await?;
+        let timing = stopwatch.stop();
+        eprintln!(
+            "floor: {sockets} socket(s), {} deep: {:.0} queries/s",
+            in_flight / sockets,
+            f64::from(n) / timing.secs
+        );
+        if fastest.as_ref().is_none_or(|f| timing.secs < f.secs) {
+            fastest = Some(timing);
+        }
+    }
+    fastest.ok_or_else(|| "no even spread of the queries over the sockets".into())
 }
 
 struct Floor {
@@ -106,6 +145,36 @@ impl Floor {
             check("echo", i, echoed)?;
         }
         Ok(())
+    }
+
+    /// `SELECT $1::int4` for each value, `depth` in flight: each read's
+    /// complete answers are checked, and as many next queries go out in
+    /// one write.
+    async fn echo_pipelined(&mut self, values: Range<i32>, depth: usize) -> Result<(), BoxError> {
+        let mut waiting = std::collections::VecDeque::with_capacity(depth);
+        let mut next = values.start;
+        let mut value = None;
+        loop {
+            while waiting.len() < depth && next < values.end {
+                self.queue_echo(next)?;
+                waiting.push_back(next);
+                next += 1;
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if !self.out.is_empty() {
+                self.socket.write_all(&self.out).await?;
+                self.out.clear();
+            }
+            self.socket.read_into(&mut self.incoming).await?;
+            while let Some(message) = Message::parse(&mut self.incoming)? {
+                if answer_ended(message, &mut value)? {
+                    let asked = waiting.pop_front().ok_or("an answer to no query")?;
+                    check("echo", asked, value.take().ok_or("no row")?)?;
+                }
+            }
+        }
     }
 
     /// Encodes Bind + Execute + Sync of the statement with `i` into `out`.

@@ -15,7 +15,7 @@
 //! Built for wasm32-wasip2 only our client (and floor) exists and the
 //! runtime is wstd's. `ours-nocache` is our client with
 //! `statement_cache_size(0)`. `floor` is no client library at all (latency
-//! and concurrent; floor.rs): the most any client could do here.
+//! and the concurrent workloads; floor.rs): the most any client could do here.
 //! `scripts/bench.sh` runs every cell and tabulates the results.
 //!
 //! Workloads, every answer checked; ops are the N counted:
@@ -309,7 +309,10 @@ impl Workload {
 
     /// Whether the floor client (no client library) runs it.
     fn has_floor(self) -> bool {
-        matches!(self, Workload::Latency | Workload::Concurrent)
+        matches!(
+            self,
+            Workload::Latency | Workload::Concurrent | Workload::ConcurrentShared
+        )
     }
 
     /// Whether it runs on a pool of connections rather than on one.
@@ -363,7 +366,7 @@ fn parse_args() -> Result<Args, BoxError> {
     }
     let client = client.ok_or("--client is required")?;
     if let (Client::Floor, false) = (client, workload.has_floor()) {
-        return Err("the floor client runs latency and concurrent only".into());
+        return Err("the floor client runs latency, concurrent and concurrent_shared only".into());
     }
     Ok(Args {
         client,
@@ -991,6 +994,9 @@ where
 async fn measure_pooled(args: &Args, url: &str) -> Result<Timing, BoxError> {
     let pool = match args.client {
         // No pool and no tasks: as many sockets, all busy at once.
+        Client::Floor if args.workload == Workload::ConcurrentShared => {
+            return floor::measure_shared(url, args.n, TASKS, POOL_SIZE).await
+        }
         Client::Floor => return floor::measure_concurrent(url, args.n, POOL_SIZE).await,
         Client::Ours | Client::OursNoCache => {
             let mut config = wasi_pg_client::Config::from_uri(url)?;
