@@ -6,7 +6,6 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
 
 use crate::actors::connection::{Chunk, Ends};
@@ -16,14 +15,14 @@ use crate::actors::shared::Shared;
 use crate::api::error::DbError;
 use crate::api::row::{rows_affected, Column, QueryResult, Row};
 use crate::protocol::describe;
-use crate::protocol::framing::{ending_tag, next_backend, next_message, Backend, RawRow};
+use crate::protocol::framing::{ending_tag, Backend, FrameCursor, RawRow};
 use crate::PgError;
 
 /// The backend messages answering one request, up to its ReadyForQuery.
 pub(crate) struct Responses {
     rx: ReplyReceiver<Chunk>,
     ends: Ends,
-    chunk: BytesMut,
+    chunk: FrameCursor,
     shared: Arc<Shared>,
     done: bool,
     /// While this request is the actor's only work, the caller reads the
@@ -41,7 +40,7 @@ impl Responses {
         Responses {
             rx,
             ends,
-            chunk: BytesMut::new(),
+            chunk: FrameCursor::default(),
             shared,
             done: false,
             turn,
@@ -53,7 +52,7 @@ impl Responses {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Message>, PgError>> {
-        self.poll_parsed(cx, next_message, ending_tag)
+        self.poll_parsed(cx, FrameCursor::next_message, ending_tag)
     }
 
     /// [`poll_next`](Self::poll_next) for the paths that read rows or COPY
@@ -63,14 +62,14 @@ impl Responses {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Backend>, PgError>> {
-        self.poll_parsed(cx, next_backend, Backend::ending_tag)
+        self.poll_parsed(cx, FrameCursor::next_backend, Backend::ending_tag)
     }
 
     #[inline]
     fn poll_parsed<M>(
         &mut self,
         cx: &mut Context<'_>,
-        parse: impl Fn(&mut BytesMut) -> Result<Option<M>, PgError>,
+        parse: impl Fn(&mut FrameCursor) -> Result<Option<M>, PgError>,
         tag: impl Fn(&M) -> u8,
     ) -> Poll<Result<Option<M>, PgError>> {
         loop {
@@ -89,7 +88,7 @@ impl Responses {
                 return Poll::Ready(Ok(None));
             }
             match ready!(self.rx.poll_recv(cx, &mut self.turn)) {
-                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Ok(chunk)) => self.chunk = FrameCursor::new(chunk.freeze()),
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => return Poll::Ready(Err(self.shared.gone())),
             }

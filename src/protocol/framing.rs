@@ -6,7 +6,7 @@
 //! 4 ≤ length ≤ cap) and `parse` only ever sees a complete frame. The buffer
 //! grows with bytes actually received, never by a declared length.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use postgres_protocol::message::backend::{self, Message};
 
 use crate::protocol::values::{ValueRanges, ValueSpan};
@@ -223,15 +223,94 @@ fn malformed(tag: u8, e: std::io::Error) -> PgError {
     ))
 }
 
-/// Splits a buffer of complete frames into messages, in order.
+/// A chunk of complete frames, read front to back. Taking a frame moves an
+/// offset; only what outlives the read (a row, COPY data, a command tag)
+/// is sliced off the chunk, one reference count each.
 ///
 /// The actor hands over only frames whose headers it has checked, so here
-/// only completeness is checked again before postgres-protocol splits one
-/// off: it must never see an incomplete frame (it would reserve the rest).
-pub(crate) fn next_message(frames: &mut BytesMut) -> Result<Option<Message>, PgError> {
-    match complete_header(frames)? {
-        Some((tag, declared)) => parse_message(frames, tag, declared).map(Some),
-        None => Ok(None),
+/// only completeness is checked again before a frame is read: a cut one is
+/// an error, and postgres-protocol never sees one (it would reserve the
+/// rest).
+#[derive(Default)]
+pub(crate) struct FrameCursor {
+    chunk: Bytes,
+    at: usize,
+}
+
+impl FrameCursor {
+    pub(crate) fn new(chunk: Bytes) -> Self {
+        FrameCursor { chunk, at: 0 }
+    }
+
+    /// The next frame's tag, declared length and its bytes, header
+    /// included; the offset moves past it.
+    #[inline]
+    fn take(&mut self) -> Result<Option<(u8, u32, std::ops::Range<usize>)>, PgError> {
+        let rest = &self.chunk[self.at..];
+        let Some((tag, declared)) = complete_header(rest)? else {
+            return Ok(None);
+        };
+        let frame = self.at..self.at + declared as usize + 1;
+        self.at = frame.end;
+        Ok(Some((tag, declared, frame)))
+    }
+
+    /// The next message, parsed by postgres-protocol (but for the bodiless
+    /// ones, built here).
+    pub(crate) fn next_message(&mut self) -> Result<Option<Message>, PgError> {
+        match self.take()? {
+            Some((tag, declared, frame)) => self.parse(tag, declared, frame).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next message, DataRow, CopyData, CommandComplete and
+    /// ReadyForQuery read here (see [`Backend`]).
+    pub(crate) fn next_backend(&mut self) -> Result<Option<Backend>, PgError> {
+        let Some((tag, declared, frame)) = self.take()? else {
+            return Ok(None);
+        };
+        let body = frame.start + HEADER_LEN..frame.end;
+        let backend = match tag {
+            backend::DATA_ROW_TAG => Backend::Row(raw_row(self.chunk.slice(frame))?),
+            backend::COPY_DATA_TAG => Backend::CopyData(self.chunk.slice(body)),
+            // A tag and its NUL, which must be the body's only one and last.
+            backend::COMMAND_COMPLETE_TAG
+                if self.chunk[body.clone()].iter().position(|&b| b == 0)
+                    == Some(body.len().wrapping_sub(1)) =>
+            {
+                Backend::Complete(CommandTag(self.chunk.slice(body.start..body.end - 1)))
+            }
+            // Just the status byte.
+            backend::READY_FOR_QUERY_TAG if declared == 5 => Backend::Ready,
+            // Anything else, and the two above when malformed (which
+            // postgres-protocol then refuses).
+            _ => Backend::Other(self.parse(tag, declared, frame)?),
+        };
+        Ok(Some(backend))
+    }
+
+    /// The frame at `frame` as postgres-protocol's message.
+    #[inline]
+    fn parse(
+        &self,
+        tag: u8,
+        declared: u32,
+        frame: std::ops::Range<usize>,
+    ) -> Result<Message, PgError> {
+        if declared == 4 {
+            if let Some(message) = bodiless(tag) {
+                return Ok(message);
+            }
+        }
+        // postgres-protocol parses from a buffer of its own; these
+        // messages are few (descriptions, errors, notices).
+        let mut frame = BytesMut::from(&self.chunk[frame]);
+        match Message::parse(&mut frame) {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(truncated()),
+            Err(e) => Err(malformed(tag, e)),
+        }
     }
 }
 
@@ -245,26 +324,16 @@ fn complete_header(frames: &[u8]) -> Result<Option<(u8, u32)>, PgError> {
             false => Err(truncated()),
         };
     };
+    if declared < 4 {
+        return Err(PgError::Protocol(format!(
+            "message {:?} declares a length of {declared}, below its own four bytes",
+            char::from(tag)
+        )));
+    }
     if u64::from(declared) + 1 > frames.len() as u64 {
         return Err(truncated());
     }
     Ok(Some((tag, declared)))
-}
-
-/// Splits off the complete frame at the front (its header read already).
-#[inline]
-fn parse_message(frames: &mut BytesMut, tag: u8, declared: u32) -> Result<Message, PgError> {
-    if declared == 4 {
-        if let Some(message) = bodiless(tag) {
-            frames.advance(HEADER_LEN);
-            return Ok(message);
-        }
-    }
-    match Message::parse(frames) {
-        Ok(Some(message)) => Ok(message),
-        Ok(None) => Err(truncated()),
-        Err(e) => Err(malformed(tag, e)),
-    }
 }
 
 /// A backend message as answers are read. postgres-protocol's bodies cut a
@@ -327,46 +396,6 @@ pub(crate) struct RawRow {
     pub(crate) values: ValueRanges,
 }
 
-/// [`next_message`], with DataRow, CopyData, CommandComplete and
-/// ReadyForQuery split off here (see [`Backend`]).
-pub(crate) fn next_backend(frames: &mut BytesMut) -> Result<Option<Backend>, PgError> {
-    let Some((tag, declared)) = complete_header(frames)? else {
-        return Ok(None);
-    };
-    let backend = match tag {
-        backend::DATA_ROW_TAG if declared >= 4 => {
-            Backend::Row(raw_row(frames.split_to(declared as usize + 1).freeze())?)
-        }
-        backend::COPY_DATA_TAG if declared >= 4 => {
-            let mut payload = frames.split_to(declared as usize + 1);
-            payload.advance(HEADER_LEN);
-            Backend::CopyData(payload.freeze())
-        }
-        // A tag and its NUL, which must be the body's only one and last.
-        backend::COMMAND_COMPLETE_TAG
-            if declared > 4
-                && frames[HEADER_LEN..=declared as usize]
-                    .iter()
-                    .position(|&b| b == 0)
-                    == Some(declared as usize - 5) =>
-        {
-            let mut text = frames.split_to(declared as usize);
-            text.advance(HEADER_LEN);
-            frames.advance(1);
-            Backend::Complete(CommandTag(text.freeze()))
-        }
-        // Just the status byte.
-        backend::READY_FOR_QUERY_TAG if declared == 5 => {
-            frames.advance(HEADER_LEN + 1);
-            Backend::Ready
-        }
-        // Anything else, and the two above when malformed (which
-        // postgres-protocol then refuses).
-        _ => Backend::Other(parse_message(frames, tag, declared)?),
-    };
-    Ok(Some(backend))
-}
-
 /// Reads a DataRow frame's value count and lengths: every value must lie
 /// inside the frame, and the frame hold nothing after the last.
 fn raw_row(frame: Bytes) -> Result<RawRow, PgError> {
@@ -426,6 +455,23 @@ fn truncated() -> PgError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Buf;
+
+    /// Reads one message off the front of `chunk` through a cursor.
+    fn next_message(chunk: &mut BytesMut) -> Result<Option<Message>, PgError> {
+        let mut cursor = FrameCursor::new(Bytes::copy_from_slice(chunk));
+        let message = cursor.next_message();
+        chunk.advance(cursor.at);
+        message
+    }
+
+    /// [`next_message`] as [`FrameCursor::next_backend`] reads it.
+    fn next_backend(chunk: &mut BytesMut) -> Result<Option<Backend>, PgError> {
+        let mut cursor = FrameCursor::new(Bytes::copy_from_slice(chunk));
+        let backend = cursor.next_backend();
+        chunk.advance(cursor.at);
+        backend
+    }
 
     fn ready_for_query() -> Vec<u8> {
         vec![b'Z', 0, 0, 0, 5, b'I']
@@ -656,5 +702,14 @@ mod tests {
         assert!(next_backend(&mut long).is_err());
         let mut short = BytesMut::from(&[b'Z', 0, 0, 0, 4][..]);
         assert!(next_backend(&mut short).is_err());
+    }
+
+    #[test]
+    fn a_length_below_its_own_four_bytes_is_an_error_not_a_panic() {
+        for tag in [b'D', b'd', b'C', b'Z', b'2'] {
+            let mut chunk = BytesMut::from(&[tag, 0, 0, 0, 3, 0, 0][..]);
+            assert!(next_backend(&mut chunk).is_err(), "{}", char::from(tag));
+            assert!(next_message(&mut chunk).is_err(), "{}", char::from(tag));
+        }
     }
 }
