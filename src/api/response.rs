@@ -15,7 +15,7 @@ use crate::actors::shared::Shared;
 use crate::api::error::DbError;
 use crate::api::row::{rows_affected, Column, QueryResult, Row};
 use crate::protocol::describe;
-use crate::protocol::framing::{ending_tag, Backend, FrameCursor, RawRow};
+use crate::protocol::framing::{ending_tag, Backend, CommandTag, FrameCursor, RawRow};
 use crate::PgError;
 
 /// The backend messages answering one request, up to its ReadyForQuery.
@@ -141,8 +141,13 @@ pub(crate) trait Answer: Default + Send + 'static {
     /// A row of the current statement.
     fn row(&mut self, row: Row);
     /// The current statement ended: its columns, and its command tag
-    /// (`None` for an empty query or an answer cut short).
-    fn complete(&mut self, columns: Option<Arc<[Column]>>, tag: Option<&str>);
+    /// (`None` for an empty query or an answer cut short), read as text
+    /// only by the kinds that keep it.
+    fn complete(
+        &mut self,
+        columns: Option<Arc<[Column]>>,
+        tag: Option<&CommandTag>,
+    ) -> Result<(), PgError>;
 }
 
 impl Answer for QueryResult {
@@ -150,9 +155,14 @@ impl Answer for QueryResult {
         self.rows.push(row);
     }
 
-    fn complete(&mut self, columns: Option<Arc<[Column]>>, tag: Option<&str>) {
+    fn complete(
+        &mut self,
+        columns: Option<Arc<[Column]>>,
+        tag: Option<&CommandTag>,
+    ) -> Result<(), PgError> {
         self.columns = columns;
-        self.command_tag = tag.map(str::to_string);
+        self.command_tag = tag.map(|t| t.as_str().map(str::to_string)).transpose()?;
+        Ok(())
     }
 }
 
@@ -170,7 +180,13 @@ impl Answer for FirstRow {
         self.first.get_or_insert(row);
     }
 
-    fn complete(&mut self, _: Option<Arc<[Column]>>, _: Option<&str>) {}
+    fn complete(
+        &mut self,
+        _: Option<Arc<[Column]>>,
+        _: Option<&CommandTag>,
+    ) -> Result<(), PgError> {
+        Ok(())
+    }
 }
 
 /// The rows affected, from the command tag: all `execute` returns.
@@ -180,8 +196,16 @@ pub(crate) struct RowsAffected(pub(crate) u64);
 impl Answer for RowsAffected {
     fn row(&mut self, _: Row) {}
 
-    fn complete(&mut self, _: Option<Arc<[Column]>>, tag: Option<&str>) {
-        self.0 = tag.and_then(rows_affected).unwrap_or(0);
+    fn complete(
+        &mut self,
+        _: Option<Arc<[Column]>>,
+        tag: Option<&CommandTag>,
+    ) -> Result<(), PgError> {
+        self.0 = match tag {
+            Some(tag) => rows_affected(tag.as_str()?).unwrap_or(0),
+            None => 0,
+        };
+        Ok(())
     }
 }
 
@@ -219,7 +243,7 @@ pub(crate) async fn collect_as<A: Answer>(
                 continue;
             }
             Backend::Complete(tag) => {
-                current.complete(columns.take(), Some(tag.as_str()?));
+                current.complete(columns.take(), Some(&tag))?;
                 last = Some(std::mem::take(&mut current));
                 continue;
             }
@@ -234,7 +258,7 @@ pub(crate) async fn collect_as<A: Answer>(
                 current = A::default();
             }
             Message::EmptyQueryResponse => {
-                current.complete(columns.take(), None);
+                current.complete(columns.take(), None)?;
                 last = Some(std::mem::take(&mut current));
             }
             Message::ErrorResponse(body) => {
@@ -259,8 +283,11 @@ pub(crate) async fn collect_as<A: Answer>(
     if let Some(e) = error {
         return Err(e);
     }
-    Ok(last.unwrap_or_else(|| {
-        current.complete(columns, None);
-        current
-    }))
+    match last {
+        Some(last) => Ok(last),
+        None => {
+            current.complete(columns, None)?;
+            Ok(current)
+        }
+    }
 }
