@@ -1148,8 +1148,9 @@ fn in_flight(args: &Args) -> usize {
         }
         #[cfg(not(target_arch = "wasm32"))]
         (Workload::InsertPipeline, Client::TokioPostgres) => args.in_flight,
-        // Every task's request in flight, pipelined on the pool's connections.
-        (Workload::ConcurrentShared, Client::Ours | Client::OursNoCache) => TASKS,
+        // Every task's request in flight, pipelined on the pool's connections
+        // (the floor's sockets).
+        (Workload::ConcurrentShared, Client::Ours | Client::OursNoCache | Client::Floor) => TASKS,
         // One request per lent connection.
         (Workload::Concurrent, _) => TASKS.min(POOL_SIZE),
         #[cfg(not(target_arch = "wasm32"))]
