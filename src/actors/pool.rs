@@ -122,11 +122,17 @@ impl State {
     }
 
     /// The newest idle connection that is still healthy and young enough.
-    fn pop_idle(&mut self) -> Option<Idle> {
+    /// The most recently returned idle connection still fit to lend, and
+    /// the time it was checked at (the clock is read only when some
+    /// connection is idle: under WASI each reading is a host call).
+    fn pop_idle(&mut self) -> Option<(Idle, Instant)> {
+        if self.idle.is_empty() {
+            return None;
+        }
         let now = rt::now();
         while let Some(idle) = self.idle.pop_back() {
             if !idle.conn.is_closed() && !idle.slot.expired(now) {
-                return Some(idle);
+                return Some((idle, now));
             }
         }
         None
@@ -182,8 +188,8 @@ impl PoolCore {
             return Err(pool_closed());
         }
         if state.waiters.is_empty() {
-            if let Some(idle) = state.pop_idle() {
-                return Ok(Lending::Now(self.lend(&mut state, idle)));
+            if let Some((idle, now)) = state.pop_idle() {
+                return Ok(Lending::Now(self.lend(&mut state, idle, now)));
             }
         }
         let (reply, answer) = oneshot::channel();
@@ -265,10 +271,11 @@ impl PoolCore {
         }
     }
 
-    fn lend(self: &Arc<Self>, state: &mut State, idle: Idle) -> PooledConnection {
+    /// Lends `idle`, taken from the idle list at `now`.
+    fn lend(self: &Arc<Self>, state: &mut State, idle: Idle, now: Instant) -> PooledConnection {
         let checkup = Checkup {
             ping: self.settings.test_on_acquire
-                && idle.since.elapsed() >= self.settings.test_after_idle,
+                && now.saturating_duration_since(idle.since) >= self.settings.test_after_idle,
             reset: idle.dirty,
         };
         state.lent += 1;
@@ -297,7 +304,7 @@ impl PoolCore {
         let index = match least {
             Some((i, users)) if users < self.settings.sharers_per_connection => i,
             _ => match state.pop_idle() {
-                Some(idle) => {
+                Some((idle, _)) => {
                     state.shared.push(Shared {
                         conn: idle.conn,
                         slot: idle.slot,
@@ -334,8 +341,8 @@ impl PoolCore {
             let unserved = match waiter {
                 _ if waiter.is_gone() => continue,
                 Waiter::Exclusive(reply) => match state.pop_idle() {
-                    Some(idle) => {
-                        let guard = self.lend(state, idle);
+                    Some((idle, now)) => {
+                        let guard = self.lend(state, idle, now);
                         if let Err(Ok(guard)) = reply.send(Ok(guard)) {
                             // It gave up just now: the connection stays.
                             state.lent -= 1;
@@ -391,7 +398,11 @@ impl PoolCore {
     /// A connection is free again: idle, unless it is broken, too old, or
     /// the pool is closing.
     fn take_back(&self, state: &mut State, conn: Connection, slot: Slot, dirty: bool) {
-        if conn.is_closed() || slot.expired(rt::now()) {
+        if conn.is_closed() {
+            return;
+        }
+        let now = rt::now();
+        if slot.expired(now) {
             return;
         }
         if state.closed {
@@ -401,7 +412,7 @@ impl PoolCore {
         state.idle.push_back(Idle {
             conn,
             slot,
-            since: rt::now(),
+            since: now,
             dirty,
         });
     }

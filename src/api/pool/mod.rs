@@ -335,12 +335,15 @@ impl Pool {
         started: &mut Option<rt::Instant>,
         work: impl std::future::Future<Output = T>,
     ) -> Result<T, PgError> {
-        let started = *started.get_or_insert_with(rt::now);
-        let left = self
-            .core
-            .settings
-            .acquire_timeout
-            .saturating_sub(rt::now().saturating_duration_since(started));
+        let timeout = self.core.settings.acquire_timeout;
+        // The first wait has the whole timeout: no second clock reading.
+        let left = match *started {
+            Some(started) => timeout.saturating_sub(rt::now().saturating_duration_since(started)),
+            None => {
+                *started = Some(rt::now());
+                timeout
+            }
+        };
         match rt::timeout(Some(left), what, work).await {
             Ok(result) => Ok(result),
             Err(PgError::Timeout(_)) => {
