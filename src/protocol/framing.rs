@@ -242,24 +242,24 @@ impl FrameCursor {
         FrameCursor { chunk, at: 0 }
     }
 
-    /// The next frame's tag, declared length and its bytes, header
-    /// included; the offset moves past it.
+    /// The next frame's tag and where its bytes lie, header included; the
+    /// offset moves past it.
     #[inline]
-    fn take(&mut self) -> Result<Option<(u8, u32, std::ops::Range<usize>)>, PgError> {
+    fn take(&mut self) -> Result<Option<(u8, std::ops::Range<usize>)>, PgError> {
         let rest = &self.chunk[self.at..];
-        let Some((tag, declared)) = complete_header(rest)? else {
+        let Some((tag, len)) = complete_frame(rest)? else {
             return Ok(None);
         };
-        let frame = self.at..self.at + declared as usize + 1;
+        let frame = self.at..self.at + len;
         self.at = frame.end;
-        Ok(Some((tag, declared, frame)))
+        Ok(Some((tag, frame)))
     }
 
     /// The next message, parsed by postgres-protocol (but for the bodiless
     /// ones, built here).
     pub(crate) fn next_message(&mut self) -> Result<Option<Message>, PgError> {
         match self.take()? {
-            Some((tag, declared, frame)) => self.parse(tag, declared, frame).map(Some),
+            Some((tag, frame)) => self.parse(tag, frame).map(Some),
             None => Ok(None),
         }
     }
@@ -267,7 +267,7 @@ impl FrameCursor {
     /// The next message, DataRow, CopyData, CommandComplete and
     /// ReadyForQuery read here (see [`Backend`]).
     pub(crate) fn next_backend(&mut self) -> Result<Option<Backend>, PgError> {
-        let Some((tag, declared, frame)) = self.take()? else {
+        let Some((tag, frame)) = self.take()? else {
             return Ok(None);
         };
         let body = frame.start + HEADER_LEN..frame.end;
@@ -282,42 +282,35 @@ impl FrameCursor {
                 Backend::Complete(CommandTag(self.chunk.slice(body.start..body.end - 1)))
             }
             // Just the status byte.
-            backend::READY_FOR_QUERY_TAG if declared == 5 => Backend::Ready,
+            backend::READY_FOR_QUERY_TAG if body.len() == 1 => Backend::Ready,
             // Anything else, and the two above when malformed (which
             // postgres-protocol then refuses).
-            _ => Backend::Other(self.parse(tag, declared, frame)?),
+            _ => Backend::Other(self.parse(tag, frame)?),
         };
         Ok(Some(backend))
     }
 
     /// The frame at `frame` as postgres-protocol's message.
     #[inline]
-    fn parse(
-        &self,
-        tag: u8,
-        declared: u32,
-        frame: std::ops::Range<usize>,
-    ) -> Result<Message, PgError> {
-        if declared == 4 {
+    fn parse(&self, tag: u8, frame: std::ops::Range<usize>) -> Result<Message, PgError> {
+        if frame.len() == HEADER_LEN {
             if let Some(message) = bodiless(tag) {
                 return Ok(message);
             }
         }
         // postgres-protocol parses from a buffer of its own; these
         // messages are few (descriptions, errors, notices).
-        let mut frame = BytesMut::from(&self.chunk[frame]);
-        match Message::parse(&mut frame) {
-            Ok(Some(message)) => Ok(message),
-            Ok(None) => Err(truncated()),
-            Err(e) => Err(malformed(tag, e)),
-        }
+        parse_frame(BytesMut::from(&self.chunk[frame]))
     }
 }
 
-/// The next frame's tag and declared length; `None` when no bytes are
-/// left, an error when a frame is cut short.
+/// The next frame's tag and total length; `None` when no bytes are left,
+/// an error when a frame is cut short or declares less than its own length
+/// field. The actor checked each header fully (tag, size cap) already: on
+/// this path, run for every message of every answer, only what keeps the
+/// slicing in bounds is checked again.
 #[inline]
-fn complete_header(frames: &[u8]) -> Result<Option<(u8, u32)>, PgError> {
+fn complete_frame(frames: &[u8]) -> Result<Option<(u8, usize)>, PgError> {
     let Some((tag, declared)) = header(frames) else {
         return match frames.is_empty() {
             true => Ok(None),
@@ -325,15 +318,12 @@ fn complete_header(frames: &[u8]) -> Result<Option<(u8, u32)>, PgError> {
         };
     };
     if declared < 4 {
-        return Err(PgError::Protocol(format!(
-            "message {:?} declares a length of {declared}, below its own four bytes",
-            char::from(tag)
-        )));
+        return Err(invalid_header(tag, declared, usize::MAX));
     }
     if u64::from(declared) + 1 > frames.len() as u64 {
         return Err(truncated());
     }
-    Ok(Some((tag, declared)))
+    Ok(Some((tag, declared as usize + 1)))
 }
 
 /// A backend message as answers are read. postgres-protocol's bodies cut a
