@@ -121,9 +121,8 @@ impl State {
         self.idle.len() + self.shared.len() + self.lent + self.opening
     }
 
-    /// The newest idle connection that is still healthy and young enough.
-    /// The most recently returned idle connection still fit to lend, and
-    /// the time it was checked at (the clock is read only when some
+    /// The newest idle connection that is still healthy and young enough,
+    /// and the time it was checked at (the clock is read only when some
     /// connection is idle: under WASI each reading is a host call).
     fn pop_idle(&mut self) -> Option<(Idle, Instant)> {
         if self.idle.is_empty() {
