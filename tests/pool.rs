@@ -8,7 +8,7 @@ compile_error!("tests/pool.rs needs the `pool` feature (scripts/test.sh enables 
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{backend_pid, expect_err, run, scram_config, spawn, within, TestResult};
 use wasi_pg_client::pool::{Pool, PoolConfig, PoolStatus};
@@ -153,6 +153,46 @@ fn an_exhausted_pool_serves_waiters_in_order_then_times_out() -> TestResult {
         held.release().await;
         let next = within(LIMIT, "acquire after a timeout", short.acquire()).await??;
         next.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn each_waiter_times_out_at_its_own_deadline() -> TestResult {
+    run(async {
+        // One clock task keeps every waiter's deadline: the first to time
+        // out must not take a later one with it, nor fire early.
+        let limit = Duration::from_millis(400);
+        let pool = Pool::new(pool_config(1)?.acquire_timeout(limit)).await?;
+        let held = pool.acquire().await?;
+        let waiter = |pool: Pool| {
+            spawn(async move {
+                let started = Instant::now();
+                let result = pool.acquire().await;
+                (started.elapsed(), result.map(drop))
+            })
+        };
+        let early = waiter(pool.clone());
+        until_status(&pool, "the first waiter queued", |s| s.waiters == 1).await?;
+        // The second waiter's deadline comes well after the first's.
+        common::sleep(Duration::from_millis(300)).await;
+        let late = waiter(pool.clone());
+        until_status(&pool, "the second waiter queued", |s| s.waiters == 2).await?;
+
+        let (waited, result) = within(LIMIT, "the first waiter", early).await??;
+        let e = expect_err(result, "the first waiter, past its deadline")?;
+        check!(matches!(e, PgError::Timeout(_)), "{e:?}");
+        check!(
+            waited >= limit,
+            "timed out after {waited:?}, before {limit:?}"
+        );
+
+        // The second still waits: the connection given back now is its.
+        held.release().await;
+        let (_, result) = within(LIMIT, "the second waiter", late).await??;
+        result?;
+        until_status(&pool, "no waiters left", |s| s.waiters == 0).await?;
+        pool.close().await;
         Ok(())
     })
 }

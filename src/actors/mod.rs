@@ -10,6 +10,8 @@ pub(crate) mod in_place;
 pub(crate) mod mailbox;
 #[cfg(feature = "pool")]
 pub(crate) mod pool;
+#[cfg(feature = "pool")]
+pub(crate) mod pool_clock;
 pub(crate) mod reply;
 pub(crate) mod rt;
 pub(crate) mod shared;

@@ -7,9 +7,10 @@
 //! runtime, a host poll under wstd), which the `concurrent` benchmark
 //! showed costing more than the query itself saves. What needs waiting runs
 //! on tasks: each connection is opened by a task of its own that reports
-//! back, the maintenance task closes old, idle and broken connections and
-//! keeps `min_idle` open on a timer, and a closing pool's connections are
-//! closed by a task. The lock is never held across an await, and nothing
+//! back, the clock task (`pool_clock`) runs the maintenance on a timer
+//! (closing old, idle and broken connections, keeping `min_idle` open) and
+//! fails waiters at their `acquire_timeout`, and a closing pool's
+//! connections are closed by a task. The lock is never held across an await, and nothing
 //! that could take it again (a guard's `Drop`) runs while it is held.
 //!
 //! A connection is idle, lent to one caller (a [`PooledConnection`]), or
@@ -17,11 +18,12 @@
 //! of them is done.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_channel::oneshot;
 
+use crate::actors::pool_clock::{self, Alarm};
 use crate::actors::rt::{self, Instant};
 use crate::api::pool::{PoolStatus, PooledConnection, Settings, SharedConnection};
 use crate::{Connection, PgError};
@@ -85,6 +87,14 @@ enum Waiter {
 }
 
 impl Waiter {
+    /// What the caller is doing, for its timeout error.
+    fn what(&self) -> &'static str {
+        match self {
+            Waiter::Exclusive(_) => ACQUIRING,
+            Waiter::Shared(_) => GETTING_SHARED,
+        }
+    }
+
     fn is_gone(&self) -> bool {
         match self {
             Waiter::Exclusive(reply) => reply.is_canceled(),
@@ -100,6 +110,13 @@ impl Waiter {
     }
 }
 
+/// A caller in the queue, and when it stops waiting (`None`: never, for an
+/// `acquire_timeout` too long to add to the clock).
+struct Queued {
+    waiter: Waiter,
+    deadline: Option<Instant>,
+}
+
 #[derive(Default)]
 struct State {
     /// Most recently returned last: reused first, so under light load the
@@ -108,7 +125,9 @@ struct State {
     shared: Vec<Shared>,
     lent: usize,
     opening: usize,
-    waiters: VecDeque<Waiter>,
+    waiters: VecDeque<Queued>,
+    /// When the clock task looks next (`None`: only when alarmed).
+    clock_at: Option<Instant>,
     next_id: u64,
     closed: bool,
     /// Connections to close once the pool has drained, and who waits.
@@ -142,25 +161,29 @@ impl State {
 pub(crate) struct PoolCore {
     state: Mutex<State>,
     pub(crate) settings: Settings,
-    /// Dropped with the pool: ends the maintenance task at once (a pending
-    /// timer would keep a wasm program from exiting until it fires).
-    _stop_maintenance: oneshot::Sender<()>,
+    /// Wakes the clock task for a deadline earlier than it knows of.
+    alarm: Arc<Alarm>,
+    /// Dropped with the pool: ends the clock task at once (a pending timer
+    /// would keep a wasm program from exiting until it fires).
+    _stop_clock: oneshot::Sender<()>,
 }
 
 impl PoolCore {
-    /// The pool, with `initial` connections idle, and its maintenance task.
+    /// The pool, with `initial` connections idle, and its clock task.
     pub(crate) fn start(settings: Settings, initial: Vec<Connection>) -> Arc<PoolCore> {
         let (stop, stopped) = oneshot::channel();
-        let every = [settings.idle_timeout, settings.max_lifetime]
+        let upkeep = [settings.idle_timeout, settings.max_lifetime]
             .into_iter()
             .flatten()
             .chain((settings.min_idle > 0).then_some(MAINTENANCE_TICK))
             .map(|d| (d / 2).clamp(MIN_TICK, MAINTENANCE_TICK))
             .min();
+        let alarm = Arc::new(Alarm::default());
         let core = Arc::new(PoolCore {
             state: Mutex::new(State::default()),
             settings,
-            _stop_maintenance: stop,
+            alarm: alarm.clone(),
+            _stop_clock: stop,
         });
         {
             let mut state = core.lock();
@@ -169,9 +192,12 @@ impl PoolCore {
             }
         }
         core.maintain();
-        if let Some(every) = every {
-            rt::spawn(maintain_every(Arc::downgrade(&core), every, stopped));
-        }
+        rt::spawn(pool_clock::keep_time(
+            Arc::downgrade(&core),
+            alarm,
+            upkeep,
+            stopped,
+        ));
         core
     }
 
@@ -180,8 +206,12 @@ impl PoolCore {
     }
 
     /// An exclusive connection now, if one is idle and nobody waits ahead;
-    /// else a place in the queue.
-    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Lending<PooledConnection>, PgError> {
+    /// else a place in the queue until `acquire_timeout` after `started`
+    /// (set to now if this caller had not waited yet).
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        started: &mut Option<Instant>,
+    ) -> Result<Lending<PooledConnection>, PgError> {
         let mut state = self.lock();
         if state.closed {
             return Err(pool_closed());
@@ -192,13 +222,12 @@ impl PoolCore {
             }
         }
         let (reply, answer) = oneshot::channel();
-        state.waiters.push_back(Waiter::Exclusive(reply));
-        self.serve(&mut state);
+        self.enqueue(&mut state, Waiter::Exclusive(reply), started);
         Ok(Lending::Later(answer))
     }
 
     /// A shared connection now, unless callers wait ahead or none exists
-    /// yet; else a place in the queue.
+    /// yet; else a place in the queue until `acquire_timeout` from now.
     pub(crate) fn share(self: &Arc<Self>) -> Result<Lending<SharedConnection>, PgError> {
         let mut state = self.lock();
         if state.closed {
@@ -210,9 +239,57 @@ impl PoolCore {
             }
         }
         let (reply, answer) = oneshot::channel();
-        state.waiters.push_back(Waiter::Shared(reply));
-        self.serve(&mut state);
+        self.enqueue(&mut state, Waiter::Shared(reply), &mut None);
         Ok(Lending::Later(answer))
+    }
+
+    /// Queues `waiter` until `acquire_timeout` after `started` (now, if
+    /// unset), alarms the clock if that is earlier than it would look, and
+    /// serves the queue.
+    fn enqueue(self: &Arc<Self>, state: &mut State, waiter: Waiter, started: &mut Option<Instant>) {
+        let started = *started.get_or_insert_with(rt::now);
+        let deadline = started.checked_add(self.settings.acquire_timeout);
+        if let Some(deadline) = deadline {
+            if state.clock_at.is_none_or(|at| deadline < at) {
+                state.clock_at = Some(deadline);
+                self.alarm.raise();
+            }
+        }
+        state.waiters.push_back(Queued { waiter, deadline });
+        self.serve(state);
+    }
+
+    /// Fails the waiters whose deadline is past at `now`; returns when the
+    /// clock is to look next: the earliest deadline left or `upkeep`.
+    pub(crate) fn expire_waiters(&self, now: Instant, upkeep: Option<Instant>) -> Option<Instant> {
+        let mut state = self.lock();
+        let queued = std::mem::take(&mut state.waiters);
+        let mut expired = Vec::new();
+        for q in queued {
+            if q.waiter.is_gone() {
+                continue;
+            }
+            if q.deadline.is_some_and(|deadline| deadline <= now) {
+                expired.push(q.waiter);
+            } else {
+                state.waiters.push_back(q);
+            }
+        }
+        for waiter in expired {
+            let error = acquire_timed_out(
+                waiter.what(),
+                self.settings.acquire_timeout,
+                self.settings.max_size,
+                state.waiters.len(),
+            );
+            waiter.fail(error);
+        }
+        let earliest = state.waiters.iter().filter_map(|q| q.deadline).min();
+        state.clock_at = match (earliest, upkeep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        state.clock_at
     }
 
     /// An exclusive guard is done: `conn` is reset (or `None`: it broke or
@@ -246,8 +323,8 @@ impl PoolCore {
         state.closers.push(reply);
         if !state.closed {
             state.closed = true;
-            for waiter in std::mem::take(&mut state.waiters) {
-                waiter.fail(pool_closed());
+            for queued in std::mem::take(&mut state.waiters) {
+                queued.waiter.fail(pool_closed());
             }
             let idle: Vec<Connection> = state.idle.drain(..).map(|idle| idle.conn).collect();
             state.closing.extend(idle);
@@ -264,7 +341,7 @@ impl PoolCore {
             idle: state.idle.len(),
             in_use: state.lent,
             shared: state.shared.len(),
-            waiters: state.waiters.iter().filter(|w| !w.is_gone()).count(),
+            waiters: state.waiters.iter().filter(|q| !q.waiter.is_gone()).count(),
             max_size: self.settings.max_size,
             closed: state.closed,
         }
@@ -336,7 +413,7 @@ impl PoolCore {
         if state.closed {
             return;
         }
-        while let Some(waiter) = state.waiters.pop_front() {
+        while let Some(Queued { waiter, deadline }) = state.waiters.pop_front() {
             let unserved = match waiter {
                 _ if waiter.is_gone() => continue,
                 Waiter::Exclusive(reply) => match state.pop_idle() {
@@ -367,7 +444,7 @@ impl PoolCore {
                 },
             };
             if let Some(waiter) = unserved {
-                state.waiters.push_front(waiter);
+                state.waiters.push_front(Queued { waiter, deadline });
                 break;
             }
         }
@@ -462,9 +539,9 @@ impl PoolCore {
                 tracing::warn!(%error, "the pool could not open a connection");
                 // The caller it was opened for hears why, rather than
                 // waiting for its timeout.
-                while let Some(waiter) = state.waiters.pop_front() {
-                    if !waiter.is_gone() {
-                        waiter.fail(error);
+                while let Some(queued) = state.waiters.pop_front() {
+                    if !queued.waiter.is_gone() {
+                        queued.waiter.fail(error);
                         break;
                     }
                 }
@@ -476,7 +553,7 @@ impl PoolCore {
 
     /// Closes idle connections that are broken, too old, or idle too long
     /// (down to `min_idle`), and opens connections up to `min_idle`.
-    fn maintain(self: &Arc<Self>) {
+    pub(crate) fn maintain(self: &Arc<Self>) {
         let mut state = self.lock();
         if state.closed {
             return;
@@ -537,18 +614,24 @@ const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
 /// And at most this often (for tiny timeouts in tests).
 const MIN_TICK: Duration = Duration::from_millis(10);
 
-async fn maintain_every(core: Weak<PoolCore>, every: Duration, mut stop: oneshot::Receiver<()>) {
-    use futures_util::future::{select, Either};
-    loop {
-        let tick = std::pin::pin!(rt::sleep(every));
-        if let Either::Right(_) = select(tick, &mut stop).await {
-            return;
-        }
-        let Some(core) = core.upgrade() else {
-            return;
-        };
-        core.maintain();
-    }
+/// What a waiting [`Pool::acquire`](crate::pool::Pool::acquire) does, for
+/// its timeout error.
+pub(crate) const ACQUIRING: &str = "acquiring a pooled connection";
+/// The same for [`Pool::get_shared`](crate::pool::Pool::get_shared).
+const GETTING_SHARED: &str = "getting a shared pooled connection";
+
+/// The error of a caller that waited `acquire_timeout` in vain.
+pub(crate) fn acquire_timed_out(
+    what: &str,
+    acquire_timeout: Duration,
+    max_size: usize,
+    waiting: usize,
+) -> PgError {
+    PgError::Timeout(format!(
+        "{what} did not finish within {} ms (acquire_timeout): all {max_size} connections \
+         were in use ({waiting} waiting)",
+        acquire_timeout.as_millis(),
+    ))
 }
 
 fn pool_closed() -> PgError {

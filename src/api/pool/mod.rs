@@ -18,7 +18,7 @@ mod guard;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::actors::pool::{Lending, PoolCore};
+use crate::actors::pool::{acquire_timed_out, Lending, PoolCore, ACQUIRING};
 use crate::actors::rt;
 use crate::{Config, Connection, PgError};
 
@@ -278,26 +278,19 @@ impl Pool {
     /// one is never handed out. Give it back with
     /// [`PooledConnection::release`] (or drop it).
     pub async fn acquire(&self) -> Result<PooledConnection, PgError> {
-        const WHAT: &str = "acquiring a pooled connection";
-        // The clock starts at the first wait: most calls never wait, and
-        // an armed timer costs more than the rest of the call.
+        // The clock starts at the first wait: most calls never wait. A
+        // waiter's deadline is kept by the pool's clock task, not by a
+        // timer of its own (pool_clock.rs).
         let mut started = None;
         loop {
-            let guard = match self.core.acquire()? {
+            let guard = match self.core.acquire(&mut started)? {
                 Lending::Now(guard) => guard,
-                Lending::Later(answer) => {
-                    let answer = async { answer.await.map_err(|_| stopped())? };
-                    self.waiting(WHAT, &mut started, answer).await??
-                }
+                Lending::Later(answer) => answer.await.map_err(|_| stopped())??,
             };
             if !guard.needs_checkup() {
                 return Ok(guard);
             }
-            if self
-                .waiting(WHAT, &mut started, guard.checkup())
-                .await?
-                .is_ok()
-            {
+            if self.checking(&mut started, guard.checkup()).await?.is_ok() {
                 return Ok(guard);
             }
             // It failed its check: the guard is dropped as broken; try the
@@ -318,25 +311,19 @@ impl Pool {
     pub async fn get_shared(&self) -> Result<SharedConnection, PgError> {
         match self.core.share()? {
             Lending::Now(shared) => Ok(shared),
-            Lending::Later(answer) => {
-                let answer = async { answer.await.map_err(|_| stopped())? };
-                self.waiting("getting a shared pooled connection", &mut None, answer)
-                    .await?
-            }
+            Lending::Later(answer) => answer.await.map_err(|_| stopped())?,
         }
     }
 
-    /// Runs `work` within what is left of `acquire_timeout` since
-    /// `started` (now, if not started yet); the timeout error names the
-    /// pool's state.
-    async fn waiting<T>(
+    /// Runs a lent connection's checkup within what is left of
+    /// `acquire_timeout` since `started` (now, if the caller did not wait).
+    async fn checking<T>(
         &self,
-        what: &str,
         started: &mut Option<rt::Instant>,
-        work: impl std::future::Future<Output = T>,
+        checkup: impl std::future::Future<Output = T>,
     ) -> Result<T, PgError> {
         let timeout = self.core.settings.acquire_timeout;
-        // The first wait has the whole timeout: no second clock reading.
+        // A caller that did not wait has the whole timeout.
         let left = match *started {
             Some(started) => timeout.saturating_sub(rt::now().saturating_duration_since(started)),
             None => {
@@ -344,19 +331,17 @@ impl Pool {
                 timeout
             }
         };
-        match rt::timeout(Some(left), what, work).await {
-            Ok(result) => Ok(result),
+        match rt::timeout(Some(left), ACQUIRING, checkup).await {
             Err(PgError::Timeout(_)) => {
                 let status = self.status();
-                Err(PgError::Timeout(format!(
-                    "{what} did not finish within {} ms (acquire_timeout): all {} connections \
-                     were in use ({} waiting)",
-                    self.core.settings.acquire_timeout.as_millis(),
+                Err(acquire_timed_out(
+                    ACQUIRING,
+                    timeout,
                     status.max_size,
-                    status.waiters
-                )))
+                    status.waiters,
+                ))
             }
-            Err(other) => Err(other),
+            other => other,
         }
     }
 
