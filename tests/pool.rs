@@ -104,6 +104,23 @@ fn bad_settings_are_config_errors() -> TestResult {
     })
 }
 
+/// Natively, outside a tokio runtime, the pool's tasks have nowhere to
+/// run: a config error, not a panic. (A component always runs inside
+/// wstd's `block_on`, so there is no outside to test under wasm.)
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn a_lazy_pool_outside_the_runtime_is_a_config_error() -> TestResult {
+    let e = expect_err(
+        Pool::new_lazy(pool_config(2)?),
+        "new_lazy outside a runtime",
+    )?;
+    check!(
+        matches!(&e, PgError::Config(m) if m.contains("runtime")),
+        "{e:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn an_exhausted_pool_serves_waiters_in_order_then_times_out() -> TestResult {
     run(async {

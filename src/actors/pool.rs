@@ -169,8 +169,12 @@ pub(crate) struct PoolCore {
 }
 
 impl PoolCore {
-    /// The pool, with `initial` connections idle, and its clock task.
-    pub(crate) fn start(settings: Settings, initial: Vec<Connection>) -> Arc<PoolCore> {
+    /// The pool, with `initial` connections idle, and its clock task; a
+    /// config error outside the runtime, where that task cannot start.
+    pub(crate) fn start(
+        settings: Settings,
+        initial: Vec<Connection>,
+    ) -> Result<Arc<PoolCore>, PgError> {
         let (stop, stopped) = oneshot::channel();
         let upkeep = [settings.idle_timeout, settings.max_lifetime]
             .into_iter()
@@ -185,6 +189,12 @@ impl PoolCore {
             alarm: alarm.clone(),
             _stop_clock: stop,
         });
+        let clock = pool_clock::keep_time(Arc::downgrade(&core), alarm, upkeep, stopped);
+        if !rt::try_spawn(clock) {
+            return Err(PgError::Config(
+                "a pool must be started inside the async runtime, where its tasks run".into(),
+            ));
+        }
         {
             let mut state = core.lock();
             for conn in initial {
@@ -192,13 +202,7 @@ impl PoolCore {
             }
         }
         core.maintain();
-        rt::spawn(pool_clock::keep_time(
-            Arc::downgrade(&core),
-            alarm,
-            upkeep,
-            stopped,
-        ));
-        core
+        Ok(core)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -255,20 +255,22 @@ impl Pool {
     pub async fn new(config: PoolConfig) -> Result<Pool, PgError> {
         let settings = config.settings()?;
         let first = Connection::connect(&settings.connection).await?;
-        Ok(Pool::start(settings, vec![first]))
+        Pool::start(settings, vec![first])
     }
 
     /// Starts the pool without connecting: connections are opened when
     /// first needed (and `min_idle` of them in the background), so a server
-    /// that is not up yet is no error here.
+    /// that is not up yet is no error here. Call it inside the async
+    /// runtime, where the pool's tasks run: natively, outside a tokio
+    /// runtime it returns `PgError::Config`.
     pub fn new_lazy(config: PoolConfig) -> Result<Pool, PgError> {
-        Ok(Pool::start(config.settings()?, Vec::new()))
+        Pool::start(config.settings()?, Vec::new())
     }
 
-    fn start(settings: Settings, initial: Vec<Connection>) -> Pool {
-        Pool {
-            core: PoolCore::start(settings, initial),
-        }
+    fn start(settings: Settings, initial: Vec<Connection>) -> Result<Pool, PgError> {
+        Ok(Pool {
+            core: PoolCore::start(settings, initial)?,
+        })
     }
 
     /// A connection for this caller alone, waiting (first come, first
