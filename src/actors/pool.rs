@@ -1,4 +1,4 @@
-//! The pool's state, and the task that keeps it healthy.
+//! The pool's state, and what lending, giving back and waiting do to it.
 //!
 //! Lending is done by the callers themselves, under one short mutex: taking
 //! an idle connection, taking one back, handing it straight to the first
@@ -10,8 +10,9 @@
 //! back, the clock task (`pool_clock`) runs the maintenance on a timer
 //! (closing old, idle and broken connections, keeping `min_idle` open) and
 //! fails waiters at their `acquire_timeout`, and a closing pool's
-//! connections are closed by a task. The lock is never held across an await, and nothing
-//! that could take it again (a guard's `Drop`) runs while it is held.
+//! connections are closed by a task. The lock is never held across an
+//! await, and nothing that could take it again (a guard's `Drop`) runs
+//! while it is held.
 //!
 //! A connection is idle, lent to one caller (a [`PooledConnection`]), or
 //! shared by several (each holding a [`SharedConnection`]) until the last
