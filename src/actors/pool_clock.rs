@@ -98,3 +98,44 @@ pub(crate) async fn keep_time(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// Counts its wakes.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_alarm_raised_before_the_clock_waits_is_not_lost() {
+        let alarm = Alarm::default();
+        alarm.raise();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(alarm.poll_raised(&mut cx).is_ready());
+        // Taken: the next look waits for the next alarm.
+        assert!(alarm.poll_raised(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn an_alarm_raised_while_the_clock_waits_wakes_it_once() {
+        let alarm = Alarm::default();
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(alarm.poll_raised(&mut cx).is_pending());
+        alarm.raise();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(alarm.poll_raised(&mut cx).is_ready());
+        assert!(alarm.poll_raised(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    }
+}
