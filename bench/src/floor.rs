@@ -46,20 +46,7 @@ pub async fn measure(url: &str, n: i32) -> Result<Timing, BoxError> {
 /// The concurrent workload: `n` round trips shared out over `connections`
 /// sockets, each running its share one after another, all at once.
 pub async fn measure_concurrent(url: &str, n: i32, connections: usize) -> Result<Timing, BoxError> {
-    let mut floors = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        floors.push(Floor::open(url).await?);
-    }
-    let share = usize::try_from(n)?.div_ceil(connections.max(1));
-    let stopwatch = Stopwatch::start();
-    futures_util::future::try_join_all(
-        floors
-            .iter_mut()
-            .zip(chunks(0..n, share))
-            .map(|(floor, values)| floor.echo_each(values)),
-    )
-    .await?;
-    Ok(stopwatch.stop())
+    run_on_sockets(url, n, connections, Pace::OneAtATime).await
 }
 
 /// The concurrent_shared workload: `n` round trips with `in_flight` queries
@@ -75,7 +62,8 @@ pub async fn measure_shared(
 ) -> Result<Timing, BoxError> {
     let mut fastest: Option<(f64, usize)> = None;
     for sockets in (1..=connections).filter(|c| in_flight.is_multiple_of(*c)) {
-        let trial = run_shared(url, SHARED_TRIAL, sockets, in_flight / sockets).await?;
+        let pace = Pace::Deep(in_flight / sockets);
+        let trial = run_on_sockets(url, SHARED_TRIAL, sockets, pace).await?;
         eprintln!(
             "floor trial: {sockets} socket(s), {} deep: {:.0} queries/s",
             in_flight / sockets,
@@ -86,26 +74,38 @@ pub async fn measure_shared(
         }
     }
     let (_, sockets) = fastest.ok_or("no even spread of the queries over the sockets")?;
-    run_shared(url, n, sockets, in_flight / sockets).await
+    run_on_sockets(url, n, sockets, Pace::Deep(in_flight / sockets)).await
 }
 
 /// Queries in a [`measure_shared`] trial.
 const SHARED_TRIAL: i32 = 5_000;
 
-/// `n` round trips over `sockets` fresh sockets, each kept `depth` deep.
-async fn run_shared(url: &str, n: i32, sockets: usize, depth: usize) -> Result<Timing, BoxError> {
+/// How each socket runs its share of the round trips.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// One query at a time: a pool's lending.
+    OneAtATime,
+    /// This many in flight: shared use.
+    Deep(usize),
+}
+
+/// `n` round trips shared out over `sockets` fresh sockets, all at once,
+/// each at `pace`.
+async fn run_on_sockets(url: &str, n: i32, sockets: usize, pace: Pace) -> Result<Timing, BoxError> {
     let mut floors = Vec::with_capacity(sockets);
     for _ in 0..sockets {
         floors.push(Floor::open(url).await?);
     }
-    let share = usize::try_from(n)?.div_ceil(sockets);
+    let share = usize::try_from(n)?.div_ceil(sockets.max(1));
     let stopwatch = Stopwatch::start();
-    futures_util::future::try_join_all(
-        floors
-            .iter_mut()
-            .zip(chunks(0..n, share))
-            .map(|(floor, values)| floor.echo_pipelined(values, depth)),
-    )
+    futures_util::future::try_join_all(floors.iter_mut().zip(chunks(0..n, share)).map(
+        |(floor, values)| async move {
+            match pace {
+                Pace::OneAtATime => floor.echo_each(values).await,
+                Pace::Deep(depth) => floor.echo_pipelined(values, depth).await,
+            }
+        },
+    ))
     .await?;
     Ok(stopwatch.stop())
 }
