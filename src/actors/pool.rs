@@ -281,19 +281,11 @@ impl PoolCore {
             }
         }
         for waiter in expired {
-            let error = acquire_timed_out(
-                waiter.what(),
-                self.settings.acquire_timeout,
-                self.settings.max_size,
-                state.waiters.len(),
-            );
+            let error = acquire_timed_out(waiter.what(), &self.settings, state.waiters.len());
             waiter.fail(error);
         }
         let earliest = state.waiters.iter().filter_map(|q| q.deadline).min();
-        state.clock_at = match (earliest, upkeep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        state.clock_at = earliest.into_iter().chain(upkeep).min();
         state.clock_at
     }
 
@@ -625,17 +617,14 @@ pub(crate) const ACQUIRING: &str = "acquiring a pooled connection";
 /// The same for [`Pool::get_shared`](crate::pool::Pool::get_shared).
 const GETTING_SHARED: &str = "getting a shared pooled connection";
 
-/// The error of a caller that waited `acquire_timeout` in vain.
-pub(crate) fn acquire_timed_out(
-    what: &str,
-    acquire_timeout: Duration,
-    max_size: usize,
-    waiting: usize,
-) -> PgError {
+/// The error of a caller that waited `acquire_timeout` in vain, with
+/// `waiting` callers still in line.
+pub(crate) fn acquire_timed_out(what: &str, settings: &Settings, waiting: usize) -> PgError {
     PgError::Timeout(format!(
-        "{what} did not finish within {} ms (acquire_timeout): all {max_size} connections \
+        "{what} did not finish within {} ms (acquire_timeout): all {} connections \
          were in use ({waiting} waiting)",
-        acquire_timeout.as_millis(),
+        settings.acquire_timeout.as_millis(),
+        settings.max_size,
     ))
 }
 

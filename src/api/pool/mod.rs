@@ -334,15 +334,11 @@ impl Pool {
             }
         };
         match rt::timeout(Some(left), ACQUIRING, checkup).await {
-            Err(PgError::Timeout(_)) => {
-                let status = self.status();
-                Err(acquire_timed_out(
-                    ACQUIRING,
-                    timeout,
-                    status.max_size,
-                    status.waiters,
-                ))
-            }
+            Err(PgError::Timeout(_)) => Err(acquire_timed_out(
+                ACQUIRING,
+                &self.core.settings,
+                self.status().waiters,
+            )),
             other => other,
         }
     }
