@@ -20,12 +20,14 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::Duration;
 
 use futures_channel::oneshot;
 
-use crate::actors::pool_clock::{self, Alarm};
+use crate::actors::pool_clock;
 use crate::actors::rt::{self, Instant};
+use crate::actors::wake_flag::WakeFlag;
 use crate::api::pool::{PoolStatus, PooledConnection, Settings, SharedConnection};
 use crate::{Connection, PgError};
 
@@ -163,7 +165,7 @@ pub(crate) struct PoolCore {
     state: Mutex<State>,
     pub(crate) settings: Settings,
     /// Wakes the clock task for a deadline earlier than it knows of.
-    alarm: Arc<Alarm>,
+    alarm: Waker,
     /// Dropped with the pool: ends the clock task at once (a pending timer
     /// would keep a wasm program from exiting until it fires).
     _stop_clock: oneshot::Sender<()>,
@@ -183,11 +185,11 @@ impl PoolCore {
             .chain((settings.min_idle > 0).then_some(MAINTENANCE_TICK))
             .map(|d| (d / 2).clamp(MIN_TICK, MAINTENANCE_TICK))
             .min();
-        let alarm = Arc::new(Alarm::default());
+        let alarm = WakeFlag::new();
         let core = Arc::new(PoolCore {
             state: Mutex::new(State::default()),
             settings,
-            alarm: alarm.clone(),
+            alarm: alarm.waker().clone(),
             _stop_clock: stop,
         });
         let clock = pool_clock::keep_time(Arc::downgrade(&core), alarm, upkeep, stopped);
@@ -257,7 +259,7 @@ impl PoolCore {
         if let Some(deadline) = deadline {
             if state.clock_at.is_none_or(|at| deadline < at) {
                 state.clock_at = Some(deadline);
-                self.alarm.raise();
+                self.alarm.wake_by_ref();
             }
         }
         state.waiters.push_back(Queued { waiter, deadline });

@@ -9,54 +9,28 @@
 //! the earliest of them (or the next maintenance), fails the waiters whose
 //! deadline passed, and sleeps again. A waiter served in time costs one
 //! clock reading. A caller that starts waiting with a deadline earlier than
-//! the task's wake-up time raises the [`Alarm`], and the task looks again.
+//! the task's wake-up time wakes it through its alarm (a [`WakeFlag`]'s
+//! waker), and the task looks again.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
+use std::sync::Weak;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_channel::oneshot;
-use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
 
 use super::pool::PoolCore;
 use super::rt;
-
-/// Wakes the clock task to look at the pool's deadlines again.
-#[derive(Debug, Default)]
-pub(crate) struct Alarm {
-    raised: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Alarm {
-    pub(crate) fn raise(&self) {
-        self.raised.store(true, Ordering::SeqCst);
-        self.task.wake();
-    }
-
-    fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.raised.swap(false, Ordering::SeqCst) {
-            return Poll::Ready(());
-        }
-        self.task.register(cx.waker());
-        // A raise between the check and the registration woke nobody.
-        if self.raised.swap(false, Ordering::SeqCst) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
+use super::wake_flag::WakeFlag;
 
 /// Runs until the pool is dropped (`stop` fires): maintenance every
-/// `upkeep` (if any), and waiters failed at their deadlines.
+/// `upkeep` (if any), and waiters failed at their deadlines. The pool wakes
+/// it early through `alarm`'s waker.
 pub(crate) async fn keep_time(
     core: Weak<PoolCore>,
-    alarm: Arc<Alarm>,
+    alarm: WakeFlag,
     upkeep: Option<Duration>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -87,7 +61,7 @@ pub(crate) async fn keep_time(
             if stop.poll_unpin(cx).is_ready() {
                 return Poll::Ready(true);
             }
-            if alarm.poll_raised(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+            if alarm.take(cx.waker()) || sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(false);
             }
             Poll::Pending
@@ -96,46 +70,5 @@ pub(crate) async fn keep_time(
         if stopped {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-    use std::task::{Wake, Waker};
-
-    use super::*;
-
-    /// Counts its wakes.
-    struct Wakes(AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    #[test]
-    fn an_alarm_raised_before_the_clock_waits_is_not_lost() {
-        let alarm = Alarm::default();
-        alarm.raise();
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(alarm.poll_raised(&mut cx).is_ready());
-        // Taken: the next look waits for the next alarm.
-        assert!(alarm.poll_raised(&mut cx).is_pending());
-    }
-
-    #[test]
-    fn an_alarm_raised_while_the_clock_waits_wakes_it_once() {
-        let alarm = Alarm::default();
-        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(alarm.poll_raised(&mut cx).is_pending());
-        alarm.raise();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
-        assert!(alarm.poll_raised(&mut cx).is_ready());
-        assert!(alarm.poll_raised(&mut cx).is_pending());
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
     }
 }

@@ -116,3 +116,47 @@ impl WakeFlag {
         Redirect(self.flag.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Counts its wakes.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    // As the pool's clock uses a flag: an alarm, fired through its waker by
+    // other tasks, taken by the clock task.
+
+    #[test]
+    fn a_wake_before_the_task_looks_is_not_lost() {
+        let flag = WakeFlag::new();
+        // A new flag starts raised.
+        assert!(flag.take(Waker::noop()));
+        flag.waker().wake_by_ref();
+        assert!(flag.take(Waker::noop()));
+        // Taken: the next look waits for the next wake.
+        assert!(!flag.take(Waker::noop()));
+    }
+
+    #[test]
+    fn a_wake_while_the_task_waits_wakes_it_once() {
+        let flag = WakeFlag::new();
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let task = Waker::from(wakes.clone());
+        assert!(flag.take(&task));
+        assert!(!flag.take(&task));
+        flag.waker().wake_by_ref();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(flag.take(&task));
+        assert!(!flag.take(&task));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    }
+}
