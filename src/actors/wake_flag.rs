@@ -8,6 +8,9 @@
 //! A flag's wakes can be redirected for a while to another waker (see
 //! [`Redirect`]): that is how a caller waiting for its answer is woken by
 //! the socket itself, and reads it on its own task (`in_place`).
+//!
+//! The pool's clock task uses one as its alarm: other tasks fire its waker
+//! when a deadline comes earlier than the clock knows of.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
